@@ -1,0 +1,206 @@
+"""Per-model output quality: the DESIGN.md rules applied to one model's actions and confidences.
+
+Used by the telemetry gate, the scoreboard, the monitor and the offline model gate, so every path
+judges a model by the same code. Inputs are numpy columns of *valid* votes only: actions as int8
+codes (:data:`ACTIONS`) and finite, non-negative confidences. Defects (NaN, unknown actions, ...)
+are counted by the reader and judged by :func:`judge_defects`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from qtsafe.config import Thresholds
+
+ACTIONS = ("BUY", "SELL", "HOLD")
+BUY, SELL, HOLD = 0, 1, 2
+FAIL = "FAIL"
+WARN = "WARN"
+
+
+@dataclasses.dataclass(frozen=True)
+class Finding:
+    """One judged rule, in plain words. ``severity`` FAIL blocks; WARN is shown but does not block."""
+
+    check: str
+    severity: str
+    message: str
+    subject: str = ""
+    scope: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelStats:
+    """Figures for one model over one window of valid votes (NaN figures when there are none)."""
+
+    n: int
+    action_counts: dict[str, int]
+    action_share: dict[str, float]
+    conf_mean: float
+    conf_std: float
+    p10: float
+    p50: float
+    p90: float
+    dead_zone_share: float
+
+    @property
+    def spread(self) -> float:
+        return self.p90 - self.p10
+
+    @property
+    def top_action(self) -> str:
+        return max(ACTIONS, key=lambda a: (self.action_counts[a], -ACTIONS.index(a)))
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["spread"] = self.spread
+        return {key: _json_number(value) for key, value in data.items()}
+
+
+def _json_number(value: Any) -> Any:
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_number(v) for k, v in value.items()}
+    return value
+
+
+def model_stats(actions: np.ndarray, confidences: np.ndarray, thresholds: Thresholds) -> ModelStats:
+    """Action shares and confidence figures (population std, linear percentiles) for one window."""
+    n = int(actions.shape[0])
+    if confidences.shape[0] != n:
+        raise ValueError("actions and confidences must have the same length")
+    counts = np.bincount(actions.astype(np.int64, copy=False), minlength=3)[:3] if n else np.zeros(3, np.int64)
+    action_counts = {name: int(counts[i]) for i, name in enumerate(ACTIONS)}
+    action_share = {name: (action_counts[name] / n if n else float("nan")) for name in ACTIONS}
+    if n == 0:
+        nan = float("nan")
+        return ModelStats(0, action_counts, action_share, nan, nan, nan, nan, nan, nan)
+    conf = confidences.astype(np.float64, copy=False)
+    p10, p50, p90 = (float(x) for x in np.percentile(conf, [10, 50, 90]))
+    in_zone = np.count_nonzero((conf >= thresholds.dead_zone_low) & (conf <= thresholds.dead_zone_high))
+    return ModelStats(
+        n=n,
+        action_counts=action_counts,
+        action_share=action_share,
+        conf_mean=float(conf.mean()),
+        conf_std=float(conf.std()),
+        p10=p10,
+        p50=p50,
+        p90=p90,
+        dead_zone_share=in_zone / n,
+    )
+
+
+def _pct(value: float) -> str:
+    return f"{value * 100:.1f} %"
+
+
+def judge_stats(
+    stats: ModelStats,
+    thresholds: Thresholds,
+    *,
+    subject: str,
+    scope: str,
+    min_events: int | None,
+) -> list[Finding]:
+    """Apply every output-quality rule to one window. Too few events is itself a FAIL (fail-closed)."""
+    t = thresholds
+    out: list[Finding] = []
+
+    def fail(check: str, message: str) -> None:
+        out.append(Finding(check, FAIL, message, subject, scope))
+
+    if min_events is not None and stats.n < min_events:
+        fail("insufficient_data", f"{subject}: only {stats.n} evaluated events in the {scope}, need {min_events}")
+    if stats.n == 0:
+        return out
+    top = stats.top_action
+    top_share = stats.action_share[top]
+    if top_share > t.majority_max:
+        fail("majority_bias", f"{subject}: {top} is {_pct(top_share)} of actions in the {scope} "
+                              f"(limit {_pct(t.majority_max)})")
+    if stats.conf_std < t.std_min:
+        fail("collapsed_confidence", f"{subject}: confidence std {stats.conf_std:.4f} in the {scope} "
+                                     f"is below {t.std_min} (collapsed output)")
+    if stats.spread < t.p10_p90_min:
+        fail("narrow_range", f"{subject}: confidence P10-P90 spread {stats.spread:.4f} in the {scope} "
+                             f"is below {t.p10_p90_min}")
+    if stats.conf_std < t.constant_std or stats.p10 == stats.p90:
+        fail("constant_output", f"{subject}: constant output in the {scope} (confidence ~{stats.p50:.4f}, "
+                                f"std {stats.conf_std:.4f}, P10 {stats.p10:.4f} = P90 {stats.p90:.4f})"
+             if stats.p10 == stats.p90 else
+             f"{subject}: near-constant output in the {scope} (std {stats.conf_std:.4f} < {t.constant_std})")
+    hold_share = stats.action_share["HOLD"]
+    if hold_share > t.hold_dead_zone_max and stats.dead_zone_share > t.dead_zone_fraction:
+        fail("hold_dead_zone", f"{subject}: HOLD is {_pct(hold_share)} in the {scope} with "
+                               f"{_pct(stats.dead_zone_share)} of confidences in "
+                               f"[{t.dead_zone_low}, {t.dead_zone_high}] (HOLD dead zone)")
+    if top_share > t.degenerate_action_max and stats.conf_std < t.degenerate_std:
+        fail("degenerate", f"{subject}: degenerate: {top} is {_pct(top_share)} of actions with confidence "
+                           f"std {stats.conf_std:.4f} in the {scope}")
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class VoteDefects:
+    """What the reader counted for one model besides its valid votes."""
+
+    present: int  # events in which the model appears in the breakdown
+    inactive: int  # entries marked inactive (counted, not used in statistics)
+    invalid_confidence: Mapping[str, int]  # kind -> count: nan, inf, negative, non_numeric, null, missing
+    above_one: int  # valid votes whose confidence is above 1 (calibration defect)
+    bad_votes: Mapping[str, int]  # kind -> count: not_an_object, unknown_action
+
+    @property
+    def invalid_total(self) -> int:
+        return int(sum(self.invalid_confidence.values()))
+
+    @property
+    def bad_total(self) -> int:
+        return int(sum(self.bad_votes.values()))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "present": self.present,
+            "inactive": self.inactive,
+            "invalid_confidence": dict(self.invalid_confidence),
+            "invalid_total": self.invalid_total,
+            "above_one": self.above_one,
+            "bad_votes": dict(self.bad_votes),
+        }
+
+
+def judge_defects(defects: VoteDefects, thresholds: Thresholds, *, subject: str) -> list[Finding]:
+    """Invalid confidences, confidences above 1, malformed votes and mostly-inactive models."""
+    t = thresholds
+    out: list[Finding] = []
+    active = defects.present - defects.inactive
+    if defects.present and defects.inactive / defects.present > t.inactive_max_fraction:
+        out.append(Finding("mostly_inactive", FAIL,
+                           f"{subject}: inactive in {defects.inactive} of {defects.present} events "
+                           f"({_pct(defects.inactive / defects.present)}, limit {_pct(t.inactive_max_fraction)})",
+                           subject, "whole window"))
+    denominator = max(active, 1)
+    if defects.invalid_total and defects.invalid_total / denominator > t.invalid_max_fraction:
+        kinds = ", ".join(f"{k} {v}" for k, v in sorted(defects.invalid_confidence.items()) if v)
+        out.append(Finding("invalid_confidence", FAIL,
+                           f"{subject}: {defects.invalid_total} invalid confidence values ({kinds}) "
+                           f"in {active} active votes", subject, "whole window"))
+    if defects.above_one and defects.above_one / denominator > t.above_one_max_fraction:
+        out.append(Finding("confidence_above_one", FAIL,
+                           f"{subject}: {defects.above_one} confidences above 1 in {active} active votes "
+                           "(calibration defect)", subject, "whole window"))
+    if defects.bad_total and defects.bad_total / max(defects.present, 1) > t.bad_vote_max_fraction:
+        kinds = ", ".join(f"{k} {v}" for k, v in sorted(defects.bad_votes.items()) if v)
+        out.append(Finding("malformed_votes", FAIL,
+                           f"{subject}: {defects.bad_total} malformed breakdown entries ({kinds})",
+                           subject, "whole window"))
+    return out

@@ -1,0 +1,112 @@
+"""The ``qtsafe`` command line: thin wrappers over the library, one module per command group.
+
+Errors are turned into one line on stderr and exit 2 here, and only here (a traceback only with
+``--debug``). Commands return the exit code that :func:`qtsafe.status.exit_code_for` gives.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from typing import Any
+
+import click
+
+from qtsafe import __version__
+from qtsafe.errors import QtsafeError
+
+
+class QtsafeGroup(click.Group):
+    """A group whose ``main`` owns the exit-code contract for errors: never 0, never a traceback."""
+
+    def main(  # type: ignore[override]
+        self,
+        args: Any = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        argv = list(args) if args is not None else sys.argv[1:]
+        debug = "--debug" in argv or os.environ.get("QTSAFE_DEBUG", "") not in ("", "0")
+        try:
+            code = super().main(
+                args=argv, prog_name=prog_name or "qtsafe", complete_var=complete_var,
+                standalone_mode=False, **extra,
+            )
+        except click.UsageError as exc:
+            exc.show()
+            code = 2
+        except click.ClickException as exc:
+            click.echo(f"qtsafe: error: {exc.format_message()}", err=True)
+            code = 2
+        except click.Abort:
+            click.echo("qtsafe: aborted", err=True)
+            code = 2
+        except QtsafeError as exc:
+            if debug:
+                traceback.print_exc()
+            click.echo(f"qtsafe: error: {_one_line(str(exc))}", err=True)
+            code = 2
+        except KeyboardInterrupt:
+            click.echo("qtsafe: interrupted", err=True)
+            code = 2
+        except Exception as exc:  # noqa: BLE001 - the one place unexpected errors become exit 2
+            if debug:
+                traceback.print_exc()
+            click.echo(
+                f"qtsafe: unexpected error: {type(exc).__name__}: {_one_line(str(exc))} "
+                "(run with --debug for a traceback)",
+                err=True,
+            )
+            code = 2
+        if not isinstance(code, int):
+            code = 0 if code is None else 2
+        if not standalone_mode:
+            return code
+        sys.exit(code)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split()) or "(no message)"
+
+
+@click.group(cls=QtsafeGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="qtsafe")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), envvar="QTSAFE_CONFIG",
+              show_envvar=True, help="Config file (default: ./qtsafe.toml or [tool.qtsafe] in ./pyproject.toml).")
+@click.option("--debug", is_flag=True, help="Show a traceback on errors.")
+@click.pass_context
+def cli(ctx: click.Context, config_path: str | None, debug: bool) -> None:
+    """qtsafe: fail-closed safety gates for the trading system's ML models.
+
+    \b
+    Exit codes: 0 PASS / GO, 2 FAIL / BLOCKED / error, 3 COLLECTED / WAIT.
+    Every command takes --json for a machine-readable result on stdout.
+
+    \b
+    Example:
+      qtsafe quality-gate --mode canary --after 2026-01-10T05:00:00Z
+    """
+    ctx.ensure_object(dict)
+    ctx.obj["config_path"] = config_path
+    ctx.obj["debug"] = debug
+
+
+def _register() -> None:
+    from qtsafe.cli import export, gate, sanity, scoreboard, simulate
+
+    cli.add_command(sanity.feature_sanity)
+    cli.add_command(gate.quality_gate)
+    cli.add_command(scoreboard.scoreboard)
+    cli.add_command(simulate.simulate)
+    cli.add_command(export.export)
+
+
+_register()
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli.main()

@@ -1,0 +1,72 @@
+"""Shared options as named decorators, and the one path from a result to output and an exit code."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol, TypeVar
+
+import click
+
+from qtsafe.config import Settings, load_settings
+from qtsafe.status import Status, exit_code_for
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Result(Protocol):
+    @property
+    def status(self) -> Status: ...
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+
+def _stack(*decorators: Callable[[F], F]) -> Callable[[F], F]:
+    def apply(func: F) -> F:
+        for decorator in reversed(decorators):
+            func = decorator(func)
+        return func
+
+    return apply
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
+
+quiet_option = click.option("--quiet", "-q", is_flag=True, help="No progress output on stderr.")
+
+base_dir_option = click.option(
+    "--base-dir", type=click.Path(file_okay=False), envvar="QTSAFE_BASE_DIR", show_envvar=True,
+    help="Base directory for reports/, data/ and logs/ (default: current directory).",
+)
+
+redis_options = _stack(
+    click.option("--redis-url", envvar="QTSAFE_REDIS_URL", show_envvar=True,
+                 help="Redis URL (default redis://127.0.0.1:6379/0)."),
+    click.option("--stream", envvar="QTSAFE_STREAM", show_envvar=True,
+                 help="Stream key (default quantum:stream:trade.intent)."),
+)
+
+window_options = _stack(
+    click.option("--after", metavar="ISO|auto",
+                 help="Cutover: ISO 8601 (Z, +00:00 or naive = UTC), or 'auto' for the unit's last start."),
+    click.option("--until", metavar="ISO", help="Read entries up to this time (default: now)."),
+    click.option("--last", type=click.IntRange(min=1), metavar="N",
+                 help="Only the newest N stream entries in the window."),
+    click.option("--events", "events_file", type=click.Path(dir_okay=False),
+                 help="Read a JSONL export (the samples' format) instead of Redis."),
+)
+
+
+def load(ctx: click.Context, overrides: Mapping[str, Any]) -> Settings:
+    """Settings for this command: defaults < config file < QTSAFE_* < the flags given."""
+    obj = ctx.find_root().obj or {}
+    return load_settings(obj.get("config_path"), overrides)
+
+
+def finish(result: Result, as_json: bool, render_text: Callable[[], str]) -> int:
+    """Print the result (JSON, or the human summary) and return its contract exit code."""
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), indent=2, sort_keys=False, allow_nan=False, default=str))
+    else:
+        click.echo(render_text())
+    return exit_code_for(result.status)

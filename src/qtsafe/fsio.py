@@ -1,0 +1,121 @@
+"""Every file write goes through here: atomic replace for whole files, a locked fsynced appender for JSONL."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from qtsafe.errors import WriteError
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: Path | str, data: bytes, mode: int | None = None) -> Path:
+    """Write ``data`` to ``path`` so readers see the old file or the new one, never half of either.
+
+    Temp file in the same directory, fsync, ``os.replace``, fsync the directory. On any failure the
+    temp file is removed and the previous file is left exactly as it was.
+    """
+    target = Path(path)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise WriteError(f"cannot create directory {target.parent}: {exc.strerror or exc}") from exc
+    tmp_name: str | None = None
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        if mode is not None:
+            os.chmod(tmp_name, mode)
+        elif target.exists():
+            os.chmod(tmp_name, target.stat().st_mode & 0o7777)
+        else:
+            os.chmod(tmp_name, 0o644)
+        os.replace(tmp_name, target)
+        tmp_name = None
+        _fsync_dir(target.parent)
+    except OSError as exc:
+        raise WriteError(f"cannot write {target}: {exc.strerror or exc}") from exc
+    finally:
+        if tmp_name is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp_name)
+    return target
+
+
+def atomic_write_text(path: Path | str, text: str, mode: int | None = None) -> Path:
+    """Atomic write of UTF-8 text (see :func:`atomic_write_bytes`)."""
+    return atomic_write_bytes(path, text.encode("utf-8"), mode=mode)
+
+
+def atomic_write_json(path: Path | str, obj: Any) -> Path:
+    """Atomic write of ``obj`` as pretty, key-sorted JSON with a trailing newline."""
+    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n")
+
+
+@contextlib.contextmanager
+def locked(path: Path | str, *, blocking: bool = True) -> Iterator[int]:
+    """Hold an exclusive flock on ``path`` (created if needed) for the duration of the block."""
+    lock_path = Path(path)
+    try:
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise WriteError(f"cannot open lock file {lock_path}: {exc.strerror or exc}") from exc
+    try:
+        flags = fcntl.LOCK_EX if blocking else fcntl.LOCK_EX | fcntl.LOCK_NB
+        try:
+            fcntl.flock(fd, flags)
+        except BlockingIOError as exc:
+            from qtsafe.errors import StateError
+
+            raise StateError(f"{lock_path} is held by another qtsafe process") from exc
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def append_jsonl(path: Path | str, record: dict[str, Any]) -> None:
+    """Append one JSON object as one line under an exclusive lock, then fsync. Never rewrites the file."""
+    target = Path(path)
+    line = (json.dumps(record, sort_keys=True, allow_nan=False) + "\n").encode("utf-8")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise WriteError(f"cannot open {target} for appending: {exc.strerror or exc}") from exc
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        written = os.write(fd, line)
+        if written != len(line):
+            raise WriteError(f"short write to {target}: {written} of {len(line)} bytes")
+        os.fsync(fd)
+    except OSError as exc:
+        raise WriteError(f"cannot append to {target}: {exc.strerror or exc}") from exc
+    finally:
+        os.close(fd)
+
+
+def sha256_file(path: Path | str) -> str:
+    """Hex SHA-256 of a file's bytes, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -1,0 +1,77 @@
+"""UTC everywhere: parsing operator timestamps, stream IDs, and the timestamps in file names."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+from qtsafe.errors import InputError
+
+UTC = dt.timezone.utc
+_STREAM_ID = re.compile(r"^(\d{1,20})(?:-(\d{1,20}))?$")
+
+
+def utc_now() -> dt.datetime:
+    """The current time, timezone-aware UTC."""
+    return dt.datetime.now(tz=UTC)
+
+
+def parse_utc(text: str) -> dt.datetime:
+    """Parse ISO 8601 with ``Z``, an offset, or none (naive means UTC) into an aware UTC datetime."""
+    raw = text.strip()
+    if not raw:
+        raise InputError("empty timestamp")
+    candidate = raw[:-1] + "+00:00" if raw[-1] in "zZ" else raw
+    candidate = candidate.replace(" ", "T", 1) if "T" not in candidate else candidate
+    try:
+        parsed = dt.datetime.fromisoformat(candidate)
+    except ValueError as exc:
+        raise InputError(
+            f"not an ISO 8601 timestamp: {text!r} (use e.g. 2026-01-10T05:47:45Z)"
+        ) from exc
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+def stream_id_for(moment: dt.datetime) -> str:
+    """The first stream ID at or after ``moment``: ``<unix_ms>-0``."""
+    millis = int(moment.astimezone(UTC).timestamp() * 1000)
+    if millis < 0:
+        raise InputError(f"timestamp before 1970 cannot be a stream ID: {moment.isoformat()}")
+    return f"{millis}-0"
+
+
+def parse_stream_id(text: str) -> tuple[int, int]:
+    """Split ``<ms>-<seq>`` (or ``<ms>``) into integers; raise InputError on anything else."""
+    match = _STREAM_ID.match(text.strip())
+    if not match:
+        raise InputError(f"not a stream ID: {text!r} (expected <unix_ms>-<seq>)")
+    return int(match.group(1)), int(match.group(2) or 0)
+
+
+def stream_id_time(stream_id: str) -> dt.datetime:
+    """The UTC time encoded in a stream ID."""
+    millis, _ = parse_stream_id(stream_id)
+    return dt.datetime.fromtimestamp(millis / 1000, tz=UTC)
+
+
+def iso(moment: dt.datetime | None) -> str | None:
+    """Render an aware datetime as ISO 8601 UTC with a ``Z`` suffix (None stays None)."""
+    if moment is None:
+        return None
+    return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def file_stamp(moment: dt.datetime | None = None) -> str:
+    """``YYYYmmdd_HHMMSS`` in UTC, the timestamp the runbooks use in file names."""
+    return (moment or utc_now()).astimezone(UTC).strftime("%Y%m%d_%H%M%S")
+
+
+def parse_duration(text: str) -> float:
+    """Seconds from ``90``, ``30s``, ``10m``, ``6h`` or ``1d``."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", text)
+    if not match:
+        raise InputError(f"not a duration: {text!r} (use e.g. 30s, 10m, 6h)")
+    value = float(match.group(1))
+    return value * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
