@@ -105,6 +105,9 @@ class Canary:
     share: float = _rule(0.10, None, "weight given to the canary model")
     settle_seconds: float = _rule(5.0, None, "seconds to wait after a restart before verifying the unit")
     restart_timeout: float = _rule(90.0, None, "seconds a systemctl call may take")
+    recheck_seconds: float = _rule(5.0, None, "seconds between the first and the second is-active check")
+    command_timeout: float = _rule(30.0, None, "seconds a systemctl query (is-active, show) or journalctl may take")
+    lock_dir: str = _rule("", None, "directory of the per-unit lock file (empty: <base_dir>/data)")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -10,7 +10,7 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from qtsafe.errors import WriteError
 
@@ -23,8 +23,9 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def atomic_write_bytes(path: Path | str, data: bytes, mode: int | None = None) -> Path:
-    """Write ``data`` to ``path`` so readers see the old file or the new one, never half of either.
+@contextlib.contextmanager
+def atomic_writer(path: Path | str, mode: int | None = None) -> Iterator[BinaryIO]:
+    """Yield a binary handle whose contents replace ``path`` atomically when the block succeeds.
 
     Temp file in the same directory, fsync, ``os.replace``, fsync the directory. On any failure the
     temp file is removed and the previous file is left exactly as it was.
@@ -38,7 +39,7 @@ def atomic_write_bytes(path: Path | str, data: bytes, mode: int | None = None) -
     try:
         fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
         with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+            yield handle
             handle.flush()
             os.fsync(handle.fileno())
         if mode is not None:
@@ -56,7 +57,13 @@ def atomic_write_bytes(path: Path | str, data: bytes, mode: int | None = None) -
         if tmp_name is not None:
             with contextlib.suppress(OSError):
                 os.unlink(tmp_name)
-    return target
+
+
+def atomic_write_bytes(path: Path | str, data: bytes, mode: int | None = None) -> Path:
+    """Write ``data`` to ``path`` so readers see the old file or the new one, never half of either."""
+    with atomic_writer(path, mode) as handle:
+        handle.write(data)
+    return Path(path)
 
 
 def atomic_write_text(path: Path | str, text: str, mode: int | None = None) -> Path:

@@ -70,3 +70,43 @@ def finish(result: Result, as_json: bool, render_text: Callable[[], str]) -> int
     else:
         click.echo(render_text())
     return exit_code_for(result.status)
+
+
+def progress_for(quiet: bool) -> Callable[[int, int | None], None] | None:
+    """Progress on long reads: one rewritten line on a terminal's stderr; nothing when piped or --quiet."""
+    import sys
+    import time
+
+    stream = click.get_text_stream("stderr")
+    if quiet or not stream.isatty():
+        return None
+    started = time.monotonic()
+    last = [0.0]
+
+    def report(read: int, total: int | None) -> None:
+        now = time.monotonic()
+        if now - last[0] < 0.25:
+            return
+        last[0] = now
+        rate = read / max(now - started, 1e-9)
+        of = f" / <= {total:,}" if total else ""
+        sys.stderr.write(f"\r  read {read:,}{of} entries ({rate:,.0f}/s)   ")
+        sys.stderr.flush()
+
+    return report
+
+
+def source_and_window(
+    settings: Settings, events_file: str | None, after: str | None, until: str | None, last: int | None,
+    *, require_after: bool,
+) -> tuple[Any, Any]:
+    """The telemetry source and the resolved window for a read-only command."""
+    from qtsafe.telemetry import open_source
+    from qtsafe.telemetry.window import resolve_window
+
+    window = resolve_window(settings, after, until, last, require_after=require_after)
+    return open_source(settings, events_file), window
+
+
+def read_overrides(base_dir: str | None, redis_url: str | None, stream: str | None) -> dict[str, Any]:
+    return {"base_dir": base_dir, "redis_url": redis_url, "stream": stream}

@@ -1,0 +1,236 @@
+"""The quality gate: is every judged model's output healthy after the cutover?
+
+``collection`` mode gathers evidence (>= 100 events per model) and never promotes: a clean result is
+COLLECTED (exit 3). ``canary`` mode needs >= 200 events per model and every check green for PASS.
+Too little evidence, any blocker, or an unreadable source is FAIL (exit 2).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from qtsafe import __version__
+from qtsafe.checks.quality import FAIL, Finding
+from qtsafe.config import Settings
+from qtsafe.errors import InputError
+from qtsafe.evidence import Evidence, gather, gather_before
+from qtsafe.judge import ModelVerdict, judge_models
+from qtsafe.reports import render
+from qtsafe.reports import write_report as write_report_files
+from qtsafe.status import Status
+from qtsafe.telemetry.sources import Progress, RedisStreamSource, Source
+from qtsafe.telemetry.window import Window, window_between
+from qtsafe.timeutil import file_stamp, iso, stream_id_time, utc_now
+
+MODES = ("collection", "canary")
+
+
+@dataclasses.dataclass(frozen=True)
+class GateResult:
+    """The gate's verdict, figures and findings, and where the report was written."""
+
+    status: Status
+    mode: str
+    summary: str
+    generated_at: dt.datetime
+    source: str
+    window: Window
+    min_events: int
+    models: tuple[ModelVerdict, ...]
+    findings: tuple[Finding, ...]
+    reconciliation: dict[str, Any]
+    trimmed: dict[str, Any]
+    thresholds: list[dict[str, Any]]
+    loosened: list[dict[str, Any]]
+    baseline_events: int | None
+    read_seconds: float
+    report_path: Path | None = None
+    json_path: Path | None = None
+
+    @property
+    def all_findings(self) -> list[Finding]:
+        return list(self.findings) + [f for m in self.models for f in m.findings]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "command": "quality-gate",
+            "status": self.status.value,
+            "mode": self.mode,
+            "summary": self.summary,
+            "generated_at": iso(self.generated_at),
+            "source": self.source,
+            "window": self.window.to_dict(),
+            "min_events": self.min_events,
+            "models": [m.to_dict() for m in self.models],
+            "findings": [f.to_dict() for f in self.all_findings],
+            "reconciliation": self.reconciliation,
+            "trimmed": self.trimmed,
+            "thresholds": self.thresholds,
+            "loosened": self.loosened,
+            "baseline_events": self.baseline_events,
+            "read_seconds": round(self.read_seconds, 3),
+            "report_path": str(self.report_path) if self.report_path else None,
+            "json_path": str(self.json_path) if self.json_path else None,
+            "qtsafe_version": __version__,
+        }
+
+
+def stall_finding(evidence: Evidence, settings: Settings, now: dt.datetime, *, live: bool) -> Finding | None:
+    """A live read whose newest trade.intent is older than the stall limit: telemetry has stopped."""
+    telemetry = evidence.telemetry
+    if not live or evidence.window.until is not None or telemetry.evaluated == 0:
+        return None
+    newest_ms = int(telemetry.event_ms[-1])
+    age = now.timestamp() - newest_ms / 1000.0
+    if age <= settings.monitor.stall_limit:
+        return None
+    return Finding("stalled", FAIL,
+                   f"telemetry stalled: the newest trade.intent is {age / 60:.1f} min old "
+                   f"(limit {settings.monitor.stall_limit / 60:.0f} min)", "window", "whole window")
+
+
+def _summary(status: Status, mode: str, verdicts: Sequence[ModelVerdict], findings: Sequence[Finding],
+             evaluated: int) -> str:
+    failing = [f for f in findings if f.severity == FAIL] + [
+        f for m in verdicts for f in m.findings if f.severity == FAIL
+    ]
+    # Too little evidence is the first thing an operator needs to know: it makes every figure moot.
+    failing.sort(key=lambda f: f.check not in ("insufficient_data", "no_models", "model_missing", "stalled"))
+    names = ", ".join(m.name for m in verdicts) or "no models"
+    if status is Status.FAIL:
+        first = failing[0].message if failing else "blocked"
+        more = f" (+{len(failing) - 1} more)" if len(failing) > 1 else ""
+        return f"FAIL: quality gate ({mode}) - {first}{more}"
+    if status is Status.COLLECTED:
+        return (f"COLLECTED: quality gate (collection) - {evaluated:,} events, models {names}: all checks green; "
+                "collection mode never promotes (exit 3)")
+    return f"PASS: quality gate (canary) - {evaluated:,} events, models {names}: all checks green"
+
+
+def run_quality_gate(
+    settings: Settings,
+    source: Source,
+    window: Window | None = None,
+    *,
+    mode: str,
+    after: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+    last: int | None = None,
+    models: Sequence[str] | None = None,
+    baseline_window: bool = False,
+    write_report: bool = True,
+    progress: Progress | None = None,
+    now: dt.datetime | None = None,
+) -> GateResult:
+    """Read the window, judge every model (whole window and recent part), write the report.
+
+    Give a resolved ``window``, or ``after``/``until``/``last`` (aware datetimes) to build one.
+    """
+    if window is None:
+        window = window_between(after, until, last)
+    if mode not in MODES:
+        raise InputError(f"unknown mode {mode!r} (use collection or canary)")
+    now = now or utc_now()
+    t = settings.thresholds
+    min_events = t.min_events_collection if mode == "collection" else t.min_events_canary
+    evidence = gather(source, window, progress=progress)
+    telemetry = evidence.telemetry
+    baseline = None
+    if baseline_window:
+        if window.after is None:
+            raise InputError("--baseline-window needs a cutover (--after)")
+        baseline = gather_before(source, window.start_id, telemetry.read)
+    verdicts, findings = judge_models(telemetry, t, min_events=min_events, only=models, baseline=baseline)
+    stalled = stall_finding(evidence, settings, now, live=isinstance(source, RedisStreamSource))
+    if stalled is not None:
+        findings.append(stalled)
+    if not evidence.telemetry.reconciliation()["balanced"]:  # pragma: no cover - an invariant of the reader
+        findings.append(Finding("reconciliation", FAIL, "entries read do not reconcile", "window", "whole window"))
+    blocked = any(f.severity == FAIL for f in findings) or not all(m.passed for m in verdicts)
+    status = Status.FAIL if blocked else (Status.COLLECTED if mode == "collection" else Status.PASS)
+    result = GateResult(
+        status=status,
+        mode=mode,
+        summary=_summary(status, mode, verdicts, findings, telemetry.evaluated),
+        generated_at=now,
+        source=evidence.source,
+        window=window,
+        min_events=min_events,
+        models=tuple(verdicts),
+        findings=tuple(findings),
+        reconciliation=telemetry.reconciliation(),
+        trimmed=evidence.trimmed,
+        thresholds=settings.thresholds_table(),
+        loosened=settings.loosened(),
+        baseline_events=baseline.evaluated if baseline is not None else None,
+        read_seconds=evidence.read_seconds,
+    )
+    if not write_report:
+        return result
+    suffix = "_collection" if mode == "collection" else ""
+    stem = f"quality_gate_{file_stamp(now)}{suffix}_post_cutover"
+    directory = settings.reports_dir
+    result = dataclasses.replace(result, report_path=directory / f"{stem}.md", json_path=directory / f"{stem}.json")
+    write_report_files(directory, stem, render_gate_report(result, telemetry.first_id, telemetry.last_id), result.to_dict())
+    return result
+
+
+def _id_time(entry_id: str | None) -> str:
+    if not entry_id or entry_id in ("-", "+"):
+        return ""
+    try:
+        return iso(stream_id_time(entry_id)) or ""
+    except InputError:
+        return ""
+
+
+def render_gate_report(result: GateResult, first_id: str | None, last_id: str | None) -> str:
+    """The Markdown report: one-line verdict first, then the window, models, findings, reconciliation."""
+    return render(
+        "quality_gate.md.j2",
+        r=result,
+        first_id=first_id or "none",
+        last_id=last_id or "none",
+        first_time=_id_time(first_id),
+        last_time=_id_time(last_id),
+        generated=iso(result.generated_at),
+        cutover=iso(result.window.after) or "none (whole retained stream)",
+        findings=result.all_findings,
+    )
+
+
+def render_gate_text(result: GateResult) -> str:
+    """What the terminal shows: the summary line, then one line per model and the report path."""
+    lines = [result.summary]
+    lines.append(f"  window: {iso(result.window.after) or 'whole stream'} -> {iso(result.window.until) or 'now'}"
+                 f"  read {result.reconciliation['read']:,}  evaluated {result.reconciliation['evaluated']:,}"
+                 f"  need {result.min_events} per model")
+    for m in result.models:
+        w = m.whole
+        lines.append(
+            f"  {'PASS' if m.passed else 'FAIL'} {m.name:<10} n={w.n:<7} "
+            + " ".join(f"{a}={_p(w.action_share[a])}" for a in ("BUY", "SELL", "HOLD"))
+            + f"  std={_f(w.conf_std)} P10-P90={_f(w.spread)}" + ("  (shadow)" if m.shadow else "")
+        )
+    for f in result.all_findings:
+        lines.append(f"  - {f.severity}: {f.message}")
+    if result.trimmed.get("detected"):
+        lines.append(f"  ! {result.trimmed['note']}")
+    if result.loosened:
+        lines.append("  ! loosened thresholds: " + ", ".join(f"{x['rule']}={x['value']} (default {x['default']})"
+                                                          for x in result.loosened))
+    if result.report_path:
+        lines.append(f"  report: {result.report_path}")
+    return "\n".join(lines)
+
+
+def _p(value: float) -> str:
+    return "n/a" if value != value else f"{value * 100:.0f}%"
+
+
+def _f(value: float) -> str:
+    return "n/a" if value != value else f"{value:.3f}"

@@ -1,0 +1,297 @@
+"""Feature sanity: are the model inputs alive? NaN/Inf, invalid values, missing keys and flatlines.
+
+Judges the numeric payload fields (a setting) and every key of a payload's ``features`` object.
+A key absent from an event is counted as missing, never filled with a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import math
+from array import array
+from typing import Any
+
+import msgspec
+import numpy as np
+
+from qtsafe import __version__
+from qtsafe.checks.quality import FAIL, WARN, Finding
+from qtsafe.config import Settings
+from qtsafe.evidence import gc_paused
+from qtsafe.reports import render, write_report
+from qtsafe.status import Status
+from qtsafe.telemetry.parse import EVENT_TYPE, RawEntry
+from qtsafe.telemetry.sources import Progress, Source
+from qtsafe.telemetry.window import Window
+from qtsafe.timeutil import file_stamp, iso, utc_now
+
+_decode = msgspec.json.Decoder().decode
+
+
+class _FeatureAccumulator:
+    __slots__ = ("values", "null", "non_numeric", "nan", "inf")
+
+    def __init__(self) -> None:
+        self.values = array("d")
+        self.null = self.non_numeric = self.nan = self.inf = 0
+
+    def add(self, value: Any) -> None:
+        if value is None:
+            self.null += 1
+        elif isinstance(value, bool) or not isinstance(value, (int, float)):
+            self.non_numeric += 1
+        elif math.isnan(value):
+            self.nan += 1
+        elif math.isinf(value):
+            self.inf += 1
+        else:
+            self.values.append(float(value))
+
+
+@dataclasses.dataclass(frozen=True)
+class FeatureStat:
+    """One feature's counts and spread, and what was concluded about it."""
+
+    name: str
+    valid: int
+    missing: int
+    null: int
+    non_numeric: int
+    nan: int
+    inf: int
+    std: float | None
+    median: float | None
+    minimum: float | None
+    maximum: float | None
+    flat: bool
+    expected_constant: bool
+    verdict: str  # ok | flat | invalid | missing | expected-constant
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class SanityResult:
+    """Feature-sanity verdict (PASS or FAIL) with per-feature figures."""
+
+    status: Status
+    summary: str
+    generated_at: dt.datetime
+    source: str
+    window: Window
+    read: int
+    events: int
+    skipped: dict[str, int]
+    features: tuple[FeatureStat, ...]
+    findings: tuple[Finding, ...]
+    judged: int
+    flatlined: int
+    excluded: tuple[dict[str, str], ...]
+    rules: dict[str, Any]
+    loosened: list[dict[str, Any]]
+    report_path: Any = None
+    json_path: Any = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "command": "feature-sanity",
+            "status": self.status.value,
+            "summary": self.summary,
+            "generated_at": iso(self.generated_at),
+            "source": self.source,
+            "window": self.window.to_dict(),
+            "read": self.read,
+            "events": self.events,
+            "skipped": self.skipped,
+            "features": [f.to_dict() for f in self.features],
+            "findings": [f.to_dict() for f in self.findings],
+            "judged": self.judged,
+            "flatlined": self.flatlined,
+            "excluded": list(self.excluded),
+            "rules": self.rules,
+            "loosened": self.loosened,
+            "report_path": str(self.report_path) if self.report_path else None,
+            "json_path": str(self.json_path) if self.json_path else None,
+            "qtsafe_version": __version__,
+        }
+
+
+class FeatureBuilder:
+    """Feed pages; count every entry (read = events + skipped) and every value of every feature."""
+
+    def __init__(self, fields: tuple[str, ...]) -> None:
+        self.fields = fields
+        self.read = 0
+        self.events = 0
+        self.skipped = {"other_event_type": 0, "no_payload": 0, "bad_json": 0, "payload_not_object": 0}
+        self.features: dict[str, _FeatureAccumulator] = {}
+
+    def feed(self, page: list[RawEntry]) -> None:
+        for _entry_id, fields in page:
+            self.read += 1
+            event_type = payload = None
+            for i in range(0, len(fields) - 1, 2):
+                if fields[i] == b"event_type":
+                    event_type = fields[i + 1]
+                elif fields[i] == b"payload":
+                    payload = fields[i + 1]
+            if event_type != EVENT_TYPE:
+                self.skipped["other_event_type"] += 1
+                continue
+            if payload is None:
+                self.skipped["no_payload"] += 1
+                continue
+            try:
+                data = _decode(payload)
+            except msgspec.DecodeError:
+                try:
+                    data = json.loads(payload)
+                except (ValueError, RecursionError):
+                    self.skipped["bad_json"] += 1
+                    continue
+            if not isinstance(data, dict):
+                self.skipped["payload_not_object"] += 1
+                continue
+            self.events += 1
+            for name in self.fields:
+                if name in data:
+                    self._acc(name).add(data[name])
+            extra = data.get("features")
+            if isinstance(extra, dict):
+                for key, value in extra.items():
+                    self._acc(f"features.{key}").add(value)
+
+    def _acc(self, name: str) -> _FeatureAccumulator:
+        acc = self.features.get(name)
+        if acc is None:
+            acc = self.features[name] = _FeatureAccumulator()
+        return acc
+
+
+def judge_features(builder: FeatureBuilder, settings: Settings) -> tuple[list[FeatureStat], list[Finding], int, int,
+                                                                           list[dict[str, str]]]:
+    """Per-feature verdicts and findings; returns (stats, findings, judged, flatlined, excluded)."""
+    rules = settings.feature_sanity
+    n = builder.events
+    stats: list[FeatureStat] = []
+    findings: list[Finding] = []
+    excluded: list[dict[str, str]] = []
+    judged = flatlined = 0
+    names = list(dict.fromkeys([*builder.fields, *sorted(builder.features)]))
+    for name in names:
+        acc = builder.features.get(name, _FeatureAccumulator())
+        values = np.frombuffer(acc.values, dtype=np.float64) if len(acc.values) else np.empty(0)
+        counted = values.shape[0] + acc.null + acc.non_numeric + acc.nan + acc.inf
+        missing = n - counted
+        std = median = lo = hi = None
+        flat = False
+        if values.shape[0]:
+            std, median = float(values.std()), float(np.median(values))
+            lo, hi = float(values.min()), float(values.max())
+            flat = values.shape[0] >= 2 and std <= rules.flatline_rel_tol * max(abs(median), 1.0)
+        expected = name in rules.expected_constant
+        verdict = "ok"
+        if acc.nan or acc.inf:
+            verdict = "invalid"
+            findings.append(Finding("nan_inf", FAIL, f"{name}: {acc.nan} NaN and {acc.inf} Inf values in {n} events",
+                                    name, "window"))
+        if acc.null or acc.non_numeric:
+            verdict = "invalid"
+            findings.append(Finding("invalid_value", FAIL,
+                                    f"{name}: {acc.null} null and {acc.non_numeric} non-numeric values in {n} events",
+                                    name, "window"))
+        if n and missing / n > rules.missing_max_fraction:
+            verdict = "missing"
+            findings.append(Finding("missing", FAIL, f"{name}: missing from {missing} of {n} events", name, "window"))
+            excluded.append({"feature": name, "reason": f"missing from {missing} of {n} events"})
+        elif missing:
+            findings.append(Finding("missing", WARN, f"{name}: missing from {missing} of {n} events", name, "window"))
+        if verdict != "missing":
+            if expected:
+                excluded.append({"feature": name, "reason": "declared expected-constant in the config"
+                                 + ("" if flat else " (but it varies)")})
+                verdict = "expected-constant" if verdict == "ok" else verdict
+            elif values.shape[0] >= 2:
+                judged += 1
+                if flat:
+                    flatlined += 1
+                    verdict = "flat" if verdict == "ok" else verdict
+            elif verdict == "ok":
+                excluded.append({"feature": name, "reason": "fewer than 2 valid values"})
+        stats.append(FeatureStat(name, int(values.shape[0]), int(missing), acc.null, acc.non_numeric, acc.nan, acc.inf,
+                                 std, median, lo, hi, bool(flat), expected, verdict))
+    if n < rules.min_events:
+        findings.insert(0, Finding("insufficient_data", FAIL,
+                                   f"only {n} trade.intent events in the window, need {rules.min_events}",
+                                   "window", "window"))
+    if judged == 0 and n >= rules.min_events:
+        findings.append(Finding("no_features", FAIL, "no feature could be judged", "window", "window"))
+    elif judged and flatlined / judged > rules.flatline_max_fraction:
+        flat_names = ", ".join(s.name for s in stats if s.verdict == "flat")
+        findings.append(Finding("flatline", FAIL,
+                                f"{flatlined} of {judged} judged features flatlined ({flatlined / judged * 100:.0f} %, "
+                                f"limit {rules.flatline_max_fraction * 100:.0f} %): {flat_names}", "window", "window"))
+    elif flatlined:
+        flat_names = ", ".join(s.name for s in stats if s.verdict == "flat")
+        findings.append(Finding("flatline", WARN, f"{flatlined} of {judged} judged features flatlined: {flat_names}",
+                                "window", "window"))
+    return stats, findings, judged, flatlined, excluded
+
+
+def run_feature_sanity(
+    settings: Settings,
+    source: Source,
+    window: Window,
+    *,
+    write_report_files: bool = True,
+    progress: Progress | None = None,
+    now: dt.datetime | None = None,
+) -> SanityResult:
+    """Read the window, judge every feature, write ``reports/safety/feature_sanity_<ts>.md`` + JSON."""
+    now = now or utc_now()
+    total = source.check()
+    start = window.start_id
+    if window.last is not None:
+        start = source.first_id_of_last(window.last, start, window.end_id) or start
+    builder = FeatureBuilder(tuple(settings.feature_sanity.numeric_fields))
+    with gc_paused():
+        for page in source.pages(start, window.end_id, progress=progress, total=total if total >= 0 else None):
+            builder.feed(page)
+    stats, findings, judged, flatlined, excluded = judge_features(builder, settings)
+    failed = [f for f in findings if f.severity == FAIL]
+    status = Status.FAIL if failed else Status.PASS
+    if failed:
+        more = f" (+{len(failed) - 1} more)" if len(failed) > 1 else ""
+        summary = f"FAIL: feature sanity - {failed[0].message}{more}"
+    else:
+        summary = (f"PASS: feature sanity - {builder.events:,} events, {judged} features judged, "
+                   f"{flatlined} flatlined, no NaN/Inf")
+    rules = dataclasses.asdict(settings.feature_sanity)
+    result = SanityResult(status, summary, now, source.describe(), window, builder.read, builder.events,
+                          dict(builder.skipped), tuple(stats), tuple(findings), judged, flatlined, tuple(excluded),
+                          rules, settings.loosened())
+    if not write_report_files:
+        return result
+    stem = f"feature_sanity_{file_stamp(now)}"
+    directory = settings.reports_dir
+    result = dataclasses.replace(result, report_path=directory / f"{stem}.md", json_path=directory / f"{stem}.json")
+    markdown = render("feature_sanity.md.j2", r=result, generated=iso(now),
+                      cutover=iso(window.after) or "none (whole retained stream)")
+    write_report(directory, stem, markdown, result.to_dict())
+    return result
+
+
+def render_sanity_text(result: SanityResult) -> str:
+    lines = [result.summary,
+             f"  events {result.events:,} (read {result.read:,}), features judged {result.judged}, "
+             f"flatlined {result.flatlined}"]
+    for f in result.findings:
+        lines.append(f"  - {f.severity}: {f.message}")
+    for x in result.excluded:
+        lines.append(f"  excluded {x['feature']}: {x['reason']}")
+    if result.report_path:
+        lines.append(f"  report: {result.report_path}")
+    return "\n".join(lines)

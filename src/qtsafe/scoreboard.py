@@ -1,0 +1,140 @@
+"""The scoreboard: per-model health and ensemble agreement at a glance. GO / WAIT / NO-GO.
+
+GO: every judged model passes the gate checks (canary thresholds) and the ensemble agreement is in
+range with few hard disagreements. WAIT: models pass but the ensemble is out of range (exit 3).
+NO-GO: any model fails, or there is too little evidence (exit 2).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from qtsafe import __version__
+from qtsafe.checks.ensemble import EnsembleFigures, ensemble_figures, judge_ensemble
+from qtsafe.checks.quality import FAIL, WARN, Finding
+from qtsafe.config import Settings
+from qtsafe.evidence import gather
+from qtsafe.gate import stall_finding
+from qtsafe.judge import ModelVerdict, judge_models
+from qtsafe.reports import render, write_report
+from qtsafe.status import Status
+from qtsafe.telemetry.sources import Progress, RedisStreamSource, Source
+from qtsafe.telemetry.window import Window
+from qtsafe.timeutil import iso, utc_now
+
+
+@dataclasses.dataclass(frozen=True)
+class ScoreboardResult:
+    status: Status
+    summary: str
+    generated_at: dt.datetime
+    source: str
+    window: Window
+    min_events: int
+    models: tuple[ModelVerdict, ...]
+    ensemble: EnsembleFigures
+    findings: tuple[Finding, ...]
+    reconciliation: dict[str, Any]
+    trimmed: dict[str, Any]
+    thresholds: list[dict[str, Any]]
+    loosened: list[dict[str, Any]]
+    report_path: Path | None = None
+    json_path: Path | None = None
+
+    @property
+    def all_findings(self) -> list[Finding]:
+        return list(self.findings) + [f for m in self.models for f in m.findings]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "command": "scoreboard",
+            "status": self.status.value,
+            "summary": self.summary,
+            "generated_at": iso(self.generated_at),
+            "source": self.source,
+            "window": self.window.to_dict(),
+            "min_events": self.min_events,
+            "models": [m.to_dict() for m in self.models],
+            "ensemble": self.ensemble.to_dict(),
+            "findings": [f.to_dict() for f in self.all_findings],
+            "reconciliation": self.reconciliation,
+            "trimmed": self.trimmed,
+            "thresholds": self.thresholds,
+            "loosened": self.loosened,
+            "report_path": str(self.report_path) if self.report_path else None,
+            "json_path": str(self.json_path) if self.json_path else None,
+            "qtsafe_version": __version__,
+        }
+
+
+def run_scoreboard(
+    settings: Settings,
+    source: Source,
+    window: Window,
+    *,
+    models: Sequence[str] | None = None,
+    write_report_files: bool = True,
+    progress: Progress | None = None,
+    now: dt.datetime | None = None,
+) -> ScoreboardResult:
+    """Judge every model and the ensemble; write ``reports/safety/scoreboard_latest.md`` + JSON."""
+    now = now or utc_now()
+    t = settings.thresholds
+    evidence = gather(source, window, progress=progress)
+    telemetry = evidence.telemetry
+    verdicts, findings = judge_models(telemetry, t, min_events=t.min_events_canary, only=models)
+    stalled = stall_finding(evidence, settings, now, live=isinstance(source, RedisStreamSource))
+    if stalled is not None:
+        findings.append(stalled)
+    figures = ensemble_figures(telemetry.votes)
+    findings += judge_ensemble(figures, t, severity=WARN)
+    blocked = any(f.severity == FAIL for f in findings) or not all(m.passed for m in verdicts)
+    waiting = any(f.severity == WARN and f.subject == "ensemble" for f in findings)
+    status = Status.NO_GO if blocked else (Status.WAIT if waiting else Status.GO)
+    failing = [m.name for m in verdicts if not m.passed]
+    if status is Status.NO_GO:
+        first = next((f.message for f in findings if f.severity == FAIL), None) or next(
+            f.message for m in verdicts for f in m.findings if f.severity == FAIL)
+        summary = f"NO-GO: {len(failing)} of {len(verdicts)} models fail the gate checks - {first}"
+    elif status is Status.WAIT:
+        summary = (f"WAIT: all {len(verdicts)} models pass, ensemble out of range - "
+                   + "; ".join(f.message for f in findings if f.subject == "ensemble"))
+    else:
+        summary = (f"GO: all {len(verdicts)} models pass; agreement {figures.agreement * 100:.1f} %, "
+                   f"hard disagree {figures.hard_disagree * 100:.1f} %")
+    result = ScoreboardResult(status, summary, now, evidence.source, window, t.min_events_canary, tuple(verdicts),
+                              figures, tuple(findings), telemetry.reconciliation(), evidence.trimmed,
+                              settings.thresholds_table(), settings.loosened())
+    if not write_report_files:
+        return result
+    directory = settings.reports_dir
+    result = dataclasses.replace(result, report_path=directory / "scoreboard_latest.md",
+                                 json_path=directory / "scoreboard_latest.json")
+    markdown = render("scoreboard.md.j2", r=result, generated=iso(now), findings=result.all_findings,
+                      cutover=iso(window.after) or "none (whole retained stream)")
+    write_report(directory, "scoreboard_latest", markdown, result.to_dict())
+    return result
+
+
+def render_scoreboard_text(result: ScoreboardResult) -> str:
+    e = result.ensemble
+    lines = [result.summary]
+    for m in result.models:
+        w = m.whole
+        state = "GO   " if m.passed else "NO-GO"
+        shares = " ".join(f"{a}={'n/a' if w.action_share[a] != w.action_share[a] else f'{w.action_share[a]*100:.0f}%'}"
+                          for a in ("BUY", "SELL", "HOLD"))
+        std = "n/a" if w.conf_std != w.conf_std else f"{w.conf_std:.3f}"
+        lines.append(f"  {state} {m.name:<10} n={w.n:<7} {shares}  std={std}" + ("  (shadow)" if m.shadow else ""))
+    agreement = "n/a" if e.events == 0 else f"{e.agreement * 100:.1f}%"
+    hard = "n/a" if e.events == 0 else f"{e.hard_disagree * 100:.1f}%"
+    lines.append(f"  ensemble: agreement {agreement}, hard disagree {hard} over {e.events:,} events")
+    for f in result.all_findings:
+        lines.append(f"  - {f.severity}: {f.message}")
+    if result.report_path:
+        lines.append(f"  report: {result.report_path}")
+    return "\n".join(lines)

@@ -1,0 +1,18 @@
+"""Telemetry: sources (Redis stream, JSONL export) and parsing into numpy columns."""
+
+from __future__ import annotations
+
+from qtsafe.telemetry.parse import ModelColumns, Telemetry, TelemetryBuilder
+from qtsafe.telemetry.sources import JsonlSource, RedisStreamSource, Source, mask_url, open_source, redis_client
+
+__all__ = [
+    "JsonlSource",
+    "ModelColumns",
+    "RedisStreamSource",
+    "Source",
+    "Telemetry",
+    "TelemetryBuilder",
+    "mask_url",
+    "open_source",
+    "redis_client",
+]

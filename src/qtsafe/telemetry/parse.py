@@ -1,0 +1,287 @@
+"""Turn raw stream entries into numpy columns, accounting for every entry.
+
+The fast path decodes only ``model_breakdown`` into typed msgspec structs (no per-event dicts kept).
+Anything the fast path refuses (bare ``NaN``/``Infinity`` tokens, odd shapes) goes through the slow,
+generic path, which applies exactly the same rules, so a defect is classified the same way whichever
+decoder saw it. Nothing is coerced: a confidence given as the string "0.74" is non-numeric.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from array import array
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import msgspec
+import numpy as np
+
+from qtsafe.checks.quality import VoteDefects
+
+EVENT_TYPE = b"trade.intent"
+PSEUDO_MODELS = frozenset({"fallback"})
+_ACTION_CODES = {"BUY": 0, "SELL": 1, "HOLD": 2}
+
+# Entry-level skip reasons, in the order reports list them.
+SKIP_REASONS = ("other_event_type", "no_payload", "bad_json", "payload_not_object", "no_breakdown", "bad_breakdown")
+INVALID_KINDS = ("missing", "null", "non_numeric", "nan", "inf", "negative")
+BAD_VOTE_KINDS = ("not_an_object", "unknown_action")
+
+RawEntry = tuple[bytes, Sequence[bytes]]  # (stream id, [field, value, field, value, ...])
+
+
+class _Vote(msgspec.Struct, gc=False):
+    action: Any = msgspec.UNSET
+    confidence: Any = msgspec.UNSET
+    inactive: Any = False
+    shadow: Any = False
+
+
+class _Intent(msgspec.Struct, gc=False):
+    model_breakdown: (
+        dict[str, _Vote | str | int | float | bool | None | list[Any]] | None | msgspec.UnsetType
+    ) = msgspec.UNSET
+
+
+_FAST = msgspec.json.Decoder(_Intent)
+
+
+def classify_confidence(value: Any) -> tuple[str | None, float]:
+    """Return (invalid kind or None, value). A valid value is finite and >= 0 (it may exceed 1)."""
+    if value is msgspec.UNSET:
+        return "missing", math.nan
+    if value is None:
+        return "null", math.nan
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return "non_numeric", math.nan
+    number = float(value)
+    if math.isnan(number):
+        return "nan", math.nan
+    if math.isinf(number):
+        return "inf", math.nan
+    if number < 0:
+        return "negative", math.nan
+    return None, number
+
+
+class _ModelAccumulator:
+    """Growing columns for one model: valid votes only, plus counters for everything else."""
+
+    __slots__ = ("name", "event_idx", "action", "conf", "present", "inactive", "shadow", "above_one",
+                 "invalid", "bad", "examples")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.event_idx = array("q")
+        self.action = array("b")
+        self.conf = array("d")
+        self.present = 0
+        self.inactive = 0
+        self.shadow = 0
+        self.above_one = 0
+        self.invalid = dict.fromkeys(INVALID_KINDS, 0)
+        self.bad = dict.fromkeys(BAD_VOTE_KINDS, 0)
+        self.examples: dict[str, str] = {}
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelColumns:
+    """One model's valid votes as numpy columns (chronological) and its defect counters."""
+
+    name: str
+    event_idx: np.ndarray  # index into Telemetry.event_ms of each valid vote
+    action: np.ndarray  # int8 codes, see qtsafe.checks.quality.ACTIONS
+    conf: np.ndarray  # float64, finite, >= 0
+    shadow: int
+    defects: VoteDefects
+    examples: dict[str, str]  # defect kind -> first stream ID showing it
+
+    @property
+    def n_valid(self) -> int:
+        return int(self.action.shape[0])
+
+
+@dataclasses.dataclass(frozen=True)
+class Telemetry:
+    """Everything read from one window, reconciled: read = evaluated + sum(skipped)."""
+
+    read: int
+    evaluated: int
+    skipped: dict[str, int]
+    skip_examples: dict[str, str]
+    first_id: str | None
+    last_id: str | None
+    event_ms: np.ndarray  # int64 stream-ID milliseconds of each evaluated event
+    votes: np.ndarray  # (evaluated, 3) int16: BUY/SELL/HOLD votes among voting models per event
+    models: dict[str, ModelColumns]
+    pseudo_entries: int  # breakdown entries of pseudo-models (fallback), counted, never judged
+
+    def reconciliation(self) -> dict[str, Any]:
+        return {
+            "read": self.read,
+            "evaluated": self.evaluated,
+            "skipped": dict(self.skipped),
+            "balanced": self.read == self.evaluated + sum(self.skipped.values()),
+            "examples": dict(self.skip_examples),
+            "pseudo_model_entries": self.pseudo_entries,
+        }
+
+
+class TelemetryBuilder:
+    """Feed pages of raw entries; :meth:`build` returns the columns. Pages are never kept."""
+
+    def __init__(self) -> None:
+        self.read = 0
+        self.evaluated = 0
+        self.skipped = dict.fromkeys(SKIP_REASONS, 0)
+        self.skip_examples: dict[str, str] = {}
+        self.first_id: bytes | None = None
+        self.last_id: bytes | None = None
+        self.event_ms = array("q")
+        self.votes = array("h")
+        self.models: dict[str, _ModelAccumulator] = {}
+        self.pseudo_entries = 0
+
+    def _skip(self, reason: str, entry_id: bytes) -> None:
+        self.skipped[reason] += 1
+        self.skip_examples.setdefault(reason, entry_id.decode("ascii", "replace"))
+
+    def feed(self, page: Iterable[RawEntry]) -> None:
+        fast = _FAST.decode
+        for entry_id, fields in page:
+            self.read += 1
+            if self.first_id is None:
+                self.first_id = entry_id
+            self.last_id = entry_id
+            event_type = payload = None
+            for i in range(0, len(fields) - 1, 2):
+                key = fields[i]
+                if key == b"event_type":
+                    event_type = fields[i + 1]
+                elif key == b"payload":
+                    payload = fields[i + 1]
+            if event_type != EVENT_TYPE:
+                self._skip("other_event_type", entry_id)
+                continue
+            if payload is None:
+                self._skip("no_payload", entry_id)
+                continue
+            try:
+                breakdown: Any = fast(payload).model_breakdown
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                breakdown = self._slow_breakdown(payload, entry_id)
+                if breakdown is _SKIPPED:
+                    continue
+            if breakdown is None or breakdown is msgspec.UNSET:
+                self._skip("no_breakdown", entry_id)
+                continue
+            self._evaluate(entry_id, breakdown)
+
+    def _slow_breakdown(self, payload: bytes, entry_id: bytes) -> Any:
+        try:
+            data = json.loads(payload)
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            self._skip("bad_json", entry_id)
+            return _SKIPPED
+        if not isinstance(data, dict):
+            self._skip("payload_not_object", entry_id)
+            return _SKIPPED
+        breakdown = data.get("model_breakdown", msgspec.UNSET)
+        if breakdown is None or breakdown is msgspec.UNSET:
+            return breakdown
+        if not isinstance(breakdown, dict):
+            self._skip("bad_breakdown", entry_id)
+            return _SKIPPED
+        return {name: _vote_from_obj(entry) for name, entry in breakdown.items()}
+
+    def _evaluate(self, entry_id: bytes, breakdown: dict[str, Any]) -> None:
+        index = self.evaluated
+        self.evaluated += 1
+        ms = entry_id.split(b"-", 1)[0]
+        self.event_ms.append(int(ms) if ms.isdigit() else -1)
+        n_buy = n_sell = n_hold = 0
+        models = self.models
+        for name, vote in breakdown.items():
+            if name in PSEUDO_MODELS:
+                self.pseudo_entries += 1
+                continue
+            acc = models.get(name)
+            if acc is None:
+                acc = models[name] = _ModelAccumulator(name)
+            acc.present += 1
+            if not isinstance(vote, _Vote):
+                acc.bad["not_an_object"] += 1
+                acc.examples.setdefault("not_an_object", entry_id.decode("ascii", "replace"))
+                continue
+            if vote.inactive is True:
+                acc.inactive += 1
+                continue
+            code = _ACTION_CODES.get(vote.action) if isinstance(vote.action, str) else None
+            if code is None:
+                acc.bad["unknown_action"] += 1
+                acc.examples.setdefault("unknown_action", entry_id.decode("ascii", "replace"))
+                continue
+            kind, conf = classify_confidence(vote.confidence)
+            if kind is not None:
+                acc.invalid[kind] += 1
+                acc.examples.setdefault(kind, entry_id.decode("ascii", "replace"))
+                continue
+            if conf > 1.0:
+                acc.above_one += 1
+                acc.examples.setdefault("above_one", entry_id.decode("ascii", "replace"))
+            acc.event_idx.append(index)
+            acc.action.append(code)
+            acc.conf.append(conf)
+            if vote.shadow is True:
+                acc.shadow += 1
+            elif code == 0:
+                n_buy += 1
+            elif code == 1:
+                n_sell += 1
+            else:
+                n_hold += 1
+        self.votes.extend((n_buy, n_sell, n_hold))
+
+    def build(self) -> Telemetry:
+        models = {
+            name: ModelColumns(
+                name=name,
+                event_idx=np.frombuffer(acc.event_idx, dtype=np.int64).copy(),
+                action=np.frombuffer(acc.action, dtype=np.int8).copy(),
+                conf=np.frombuffer(acc.conf, dtype=np.float64).copy(),
+                shadow=acc.shadow,
+                defects=VoteDefects(present=acc.present, inactive=acc.inactive, invalid_confidence=dict(acc.invalid),
+                                    above_one=acc.above_one, bad_votes=dict(acc.bad)),
+                examples=dict(acc.examples),
+            )
+            for name, acc in sorted(self.models.items())
+        }
+        return Telemetry(
+            read=self.read,
+            evaluated=self.evaluated,
+            skipped=dict(self.skipped),
+            skip_examples=dict(self.skip_examples),
+            first_id=self.first_id.decode("ascii", "replace") if self.first_id is not None else None,
+            last_id=self.last_id.decode("ascii", "replace") if self.last_id is not None else None,
+            event_ms=np.frombuffer(self.event_ms, dtype=np.int64).copy(),
+            votes=np.frombuffer(self.votes, dtype=np.int16).reshape(-1, 3).copy(),
+            models=models,
+            pseudo_entries=self.pseudo_entries,
+        )
+
+
+_SKIPPED = object()
+
+
+def _vote_from_obj(entry: Any) -> Any:
+    """The slow path's equivalent of the fast decoder's union: an object becomes a _Vote, else kept."""
+    if not isinstance(entry, dict):
+        return entry
+    return _Vote(
+        action=entry.get("action", msgspec.UNSET),
+        confidence=entry.get("confidence", msgspec.UNSET),
+        inactive=entry.get("inactive", False),
+        shadow=entry.get("shadow", False),
+    )

@@ -1,0 +1,330 @@
+"""Where telemetry comes from: a Redis stream read in pages, or a JSONL export of one.
+
+Redis comes in through :func:`redis_client` only. Reads are paged XRANGE calls from the cutover ID;
+the next page is fetched on a background thread while the current one is decoded, so network wait
+and decoding overlap. Replies skip redis-py's per-entry dict (a raw response callback).
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import re
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from qtsafe.config import Settings
+from qtsafe.errors import InputError, TelemetryError
+from qtsafe.telemetry.parse import RawEntry
+from qtsafe.timeutil import parse_stream_id
+
+Page = list[RawEntry]
+Progress = Callable[[int, int | None], None]
+
+MAX_ID = "+"
+MIN_ID = "-"
+
+
+def mask_url(url: str) -> str:
+    """The URL with any password replaced by ``***``, fit for an error message."""
+    return re.sub(r"(?<=://)([^:@/]*):([^@/]*)@", lambda m: f"{m.group(1)}:***@", url)
+
+
+def redis_client(settings: Settings) -> redis.Redis:
+    """The one place a Redis connection is made: timeouts from settings, bytes replies."""
+    try:
+        return redis.Redis.from_url(
+            settings.redis_url,
+            socket_timeout=settings.redis_timeout,
+            socket_connect_timeout=settings.redis_timeout,
+            decode_responses=False,
+        )
+    except ValueError as exc:
+        raise TelemetryError(f"invalid Redis URL {mask_url(settings.redis_url)}: {exc}") from exc
+
+
+def _raw_reply(response: Any, **_: Any) -> Any:
+    return response
+
+
+def _next_id(entry_id: bytes | str) -> str:
+    ms, seq = parse_stream_id(entry_id.decode("ascii") if isinstance(entry_id, bytes) else entry_id)
+    return f"{ms}-{seq + 1}"
+
+
+def _prev_id(entry_id: str) -> str | None:
+    ms, seq = parse_stream_id(entry_id)
+    if seq > 0:
+        return f"{ms}-{seq - 1}"
+    if ms > 0:
+        return f"{ms - 1}-18446744073709551615"
+    return None
+
+
+def _describe_error(exc: Exception) -> str:
+    if isinstance(exc, redis.AuthenticationError):
+        return f"authentication refused ({exc})"
+    if isinstance(exc, redis.TimeoutError):
+        return f"timed out ({exc or 'no reply'})"
+    if isinstance(exc, redis.ConnectionError):
+        return f"unreachable ({exc})"
+    if isinstance(exc, redis.ResponseError):
+        text = str(exc)
+        if text.startswith("WRONGTYPE"):
+            return "the key is not a stream (WRONGTYPE)"
+        if "NOAUTH" in text or "NOPERM" in text:
+            return f"authentication required or refused ({text})"
+        return f"error reply ({text})"
+    return f"{type(exc).__name__}: {exc}"
+
+
+class RedisStreamSource:
+    """A ``trade.intent`` stream in Redis, read in pages."""
+
+    def __init__(self, client: redis.Redis, key: str, *, page_size: int = 1000, url: str = "") -> None:
+        self.client = client
+        self.key = key
+        self.page_size = page_size
+        self.url = mask_url(url) if url else "redis"
+        # Raw replies: [[id, [field, value, ...]], ...] without a dict per entry (~0.5 s per million).
+        client.set_response_callback("XRANGE", _raw_reply)
+        client.set_response_callback("XREVRANGE", _raw_reply)
+
+    def describe(self) -> str:
+        return f"{self.url} stream {self.key}"
+
+    def _fail(self, exc: Exception) -> TelemetryError:
+        return TelemetryError(f"Redis at {self.url} (stream {self.key}): {_describe_error(exc)}")
+
+    def _call(self, *args: Any) -> Any:
+        try:
+            return self.client.execute_command(*args)
+        except redis.RedisError as exc:
+            raise self._fail(exc) from exc
+        except OSError as exc:  # socket errors that redis-py does not wrap
+            raise self._fail(exc) from exc
+
+    def check(self) -> int:
+        """Verify the key is a stream; return its length. A missing key is an error (fail-closed)."""
+        kind = self._call("TYPE", self.key)
+        kind = kind.decode() if isinstance(kind, bytes) else str(kind)
+        if kind == "none":
+            raise TelemetryError(f"stream {self.key} does not exist at {self.url}")
+        if kind != "stream":
+            raise TelemetryError(f"Redis at {self.url}: key {self.key} is a {kind}, not a stream")
+        return int(self._call("XLEN", self.key))
+
+    def trim_info(self) -> dict[str, Any]:
+        """What XINFO STREAM says about trimming (Redis 7+: max-deleted-entry-id, entries-added)."""
+        raw = self._call("XINFO", "STREAM", self.key)
+        info: dict[str, Any] = {}
+        if isinstance(raw, dict):
+            items = list(raw.items())
+        else:
+            items = [(raw[i], raw[i + 1]) for i in range(0, len(raw) - 1, 2)]
+        for key, value in items:
+            name = key.decode() if isinstance(key, bytes) else str(key)
+            info[name] = value
+        def text(value: Any) -> str | None:
+            if value is None:
+                return None
+            if isinstance(value, bytes):
+                return value.decode("ascii", "replace")
+            if isinstance(value, (list, tuple)) and value:
+                return text(value[0])
+            return str(value)
+        return {
+            "length": int(info.get("length", 0) or 0),
+            "first_id": text(info.get("first-entry")),
+            "last_id": text(info.get("last-entry")),
+            "max_deleted_id": text(info.get("max-deleted-entry-id")),
+            "entries_added": int(info["entries-added"]) if "entries-added" in info else None,
+        }
+
+    def first_id_of_last(self, count: int, start: str, end: str) -> str | None:
+        """The ID of the oldest of the newest ``count`` entries in [start, end]."""
+        reply = self._call("XREVRANGE", self.key, end, start, "COUNT", count)
+        return reply[-1][0].decode("ascii") if reply else None
+
+    def pages(self, start: str, end: str, progress: Progress | None = None, total: int | None = None) -> Iterator[Page]:
+        """Yield pages of raw entries from ``start`` to ``end`` (inclusive), prefetching the next page."""
+        handoff: queue.Queue[Any] = queue.Queue(maxsize=2)
+        stop = threading.Event()
+        size = self.page_size
+
+        def produce() -> None:
+            cursor = start
+            try:
+                while not stop.is_set():
+                    page = self.client.execute_command("XRANGE", self.key, cursor, end, "COUNT", size)
+                    if not page:
+                        break
+                    handoff.put(page)
+                    if len(page) < size:
+                        break
+                    cursor = _next_id(page[-1][0])
+            except BaseException as exc:  # noqa: BLE001 - handed to the consumer, re-raised there
+                handoff.put(exc)
+                return
+            handoff.put(None)
+
+        worker = threading.Thread(target=produce, name="qtsafe-xrange", daemon=True)
+        worker.start()
+        read = 0
+        try:
+            while True:
+                item = handoff.get()
+                if item is None:
+                    return
+                if isinstance(item, BaseException):
+                    if isinstance(item, (redis.RedisError, OSError)):
+                        raise self._fail(item) from item
+                    raise item
+                read += len(item)
+                if progress is not None:
+                    progress(read, total)
+                yield item
+        finally:
+            stop.set()
+            while worker.is_alive():
+                try:
+                    handoff.get_nowait()
+                except queue.Empty:
+                    worker.join(timeout=0.05)
+
+    def pages_before(self, before: str, count: int) -> Iterator[Page]:
+        """Pages (oldest first within each page, newest page first) of up to ``count`` entries before ``before``."""
+        cursor = _prev_id(before)
+        remaining = count
+        while cursor is not None and remaining > 0:
+            page = self._call("XREVRANGE", self.key, cursor, MIN_ID, "COUNT", min(self.page_size, remaining))
+            if not page:
+                return
+            remaining -= len(page)
+            yield list(reversed(page))
+            cursor = _prev_id(page[-1][0].decode("ascii"))
+
+    def latest_id(self) -> str | None:
+        reply = self._call("XREVRANGE", self.key, MAX_ID, MIN_ID, "COUNT", 1)
+        return reply[0][0].decode("ascii") if reply else None
+
+
+def _id_key(entry_id: str) -> tuple[int, int]:
+    return parse_stream_id(entry_id)
+
+
+class JsonlSource:
+    """A JSONL export: one ``{"id": ..., "fields": {...}}`` per line, in stream order."""
+
+    def __init__(self, path: str | Path, *, page_size: int = 1000) -> None:
+        self.path = Path(path)
+        self.page_size = page_size
+        if not self.path.is_file():
+            raise InputError(f"events file not found: {self.path}")
+
+    def describe(self) -> str:
+        return f"export {self.path}"
+
+    def check(self) -> int:
+        return -1
+
+    def trim_info(self) -> dict[str, Any]:
+        return {}
+
+    def _entries(self) -> Iterator[tuple[tuple[int, int], RawEntry]]:
+        try:
+            handle = open(self.path, "rb")
+        except OSError as exc:
+            raise InputError(f"cannot read events file {self.path}: {exc.strerror or exc}") from exc
+        with handle:
+            for number, line in enumerate(handle, start=1):
+                if not line.strip():
+                    continue
+                where = f"{self.path} line {number}"
+                try:
+                    record = json.loads(line)
+                except ValueError as exc:
+                    raise InputError(f"{where}: not a JSON object ({exc.__class__.__name__})") from exc
+                if not isinstance(record, dict) or not isinstance(record.get("id"), str) or not isinstance(
+                    record.get("fields"), dict
+                ):
+                    raise InputError(f'{where}: expected {{"id": "<ms>-<seq>", "fields": {{...}}}}')
+                try:
+                    key = _id_key(record["id"])
+                except InputError as exc:
+                    raise InputError(f"{where}: {exc}") from exc
+                flat: list[bytes] = []
+                for field, value in record["fields"].items():
+                    if not isinstance(value, str):
+                        raise InputError(f"{where}: field {field!r} is not a string (stream values are strings)")
+                    flat.append(str(field).encode("utf-8"))
+                    flat.append(value.encode("utf-8", "surrogateescape"))
+                yield key, (record["id"].encode("ascii"), flat)
+
+    def _select(self, start: str, end: str) -> Iterator[RawEntry]:
+        low = (0, 0) if start == MIN_ID else _id_key(start)
+        high = (1 << 64, 1 << 64) if end == MAX_ID else (
+            _id_key(end) if "-" in end else (_id_key(end)[0], (1 << 64) - 1)
+        )
+        previous: tuple[int, int] | None = None
+        for key, entry in self._entries():
+            if previous is not None and key <= previous:
+                raise InputError(f"{self.path}: IDs are not increasing at {entry[0].decode()}")
+            previous = key
+            if low <= key <= high:
+                yield entry
+
+    def first_id_of_last(self, count: int, start: str, end: str) -> str | None:
+        tail: list[bytes] = []
+        for entry_id, _ in self._select(start, end):
+            tail.append(entry_id)
+            if len(tail) > count:
+                tail.pop(0)
+        return tail[0].decode("ascii") if tail else None
+
+    def pages(self, start: str, end: str, progress: Progress | None = None, total: int | None = None) -> Iterator[Page]:
+        page: Page = []
+        read = 0
+        for entry in self._select(start, end):
+            page.append(entry)
+            if len(page) >= self.page_size:
+                read += len(page)
+                if progress is not None:
+                    progress(read, total)
+                yield page
+                page = []
+        if page:
+            yield page
+
+    def pages_before(self, before: str, count: int) -> Iterator[Page]:
+        limit = _id_key(before)
+        tail: list[RawEntry] = []
+        for key, entry in self._entries():
+            if key >= limit:
+                break
+            tail.append(entry)
+            if len(tail) > count:
+                tail.pop(0)
+        if tail:
+            yield tail
+
+    def latest_id(self) -> str | None:
+        last = None
+        for _, entry in self._entries():
+            last = entry[0]
+        return last.decode("ascii") if last else None
+
+
+Source = RedisStreamSource | JsonlSource
+
+
+def open_source(settings: Settings, events_file: str | None = None) -> Source:
+    """A JSONL export when ``events_file`` is given, else the configured Redis stream."""
+    if events_file:
+        return JsonlSource(events_file, page_size=settings.page_size)
+    return RedisStreamSource(redis_client(settings), settings.stream, page_size=settings.page_size,
+                             url=settings.redis_url)
