@@ -279,9 +279,8 @@ def _find_config(explicit: str | None, env: Mapping[str, str]) -> tuple[Path | N
     if Path("qtsafe.toml").is_file():
         return Path("qtsafe.toml"), _read_toml(Path("qtsafe.toml"))
     if Path("pyproject.toml").is_file():
-        data = _read_toml(Path("pyproject.toml"))
-        tool = data.get("tool", {}).get("qtsafe")
-        if isinstance(tool, dict):
+        tool = _read_toml(Path("pyproject.toml"))
+        if tool:
             return Path("pyproject.toml"), tool
     return None, {}
 
@@ -294,7 +293,7 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
-    if path.name == "pyproject.toml" and "tool" in data:
+    if path.name == "pyproject.toml":
         tool = data.get("tool", {}).get("qtsafe")
         return tool if isinstance(tool, dict) else {}
     return data

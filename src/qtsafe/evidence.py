@@ -40,26 +40,41 @@ def gc_paused() -> Iterator[None]:
 
 
 def trim_report(info: dict[str, Any], start_id: str) -> dict[str, Any]:
-    """Did the stream cap delete entries at or after the cutover before we read them?"""
+    """Did the stream cap delete entries at or after the cutover before we read them?
+
+    Trimming (``MAXLEN ~``) deletes the oldest entries. Redis 7 counts ``entries-added``; with the
+    length that gives how many entries the stream has lost. If it has lost any and its oldest
+    retained entry is newer than the cutover, entries between the two may have been trimmed: that is
+    reported (fail-closed: possibly is reported, never assumed away). ``max-deleted-entry-id`` is
+    used too, though Redis 7.0 updates it only on XDEL.
+    """
     if not info:
         return {"checked": False, "detected": False, "note": "not a Redis stream; trimming not applicable"}
-    deleted = info.get("max_deleted_id")
-    if deleted is None:
+    added, length = info.get("entries_added"), int(info.get("length", 0) or 0)
+    if added is None:
         return {"checked": False, "detected": False,
-                "note": "the server does not report max-deleted-entry-id (Redis < 7); trimming cannot be detected"}
-    if deleted in ("0-0", "") or start_id == "-":
-        detected = start_id == "-" and deleted not in ("0-0", "")
-    else:
-        detected = parse_stream_id(deleted) >= parse_stream_id(start_id)
-    added, length = info.get("entries_added"), info.get("length", 0)
-    at_most = (added - length) if isinstance(added, int) else None
-    note = "no entries after the cutover were trimmed"
+                "note": "the server does not report entries-added (Redis < 7); trimming cannot be detected"}
+    lost = max(added - length, 0)
+    first = info.get("first_id")
+    deleted = info.get("max_deleted_id")
+    detected = False
+    if lost > 0:
+        if start_id == "-":
+            detected = True
+        elif deleted not in (None, "", "0-0") and parse_stream_id(deleted) >= parse_stream_id(start_id):
+            detected = True
+        elif first is None or parse_stream_id(first) > parse_stream_id(start_id):
+            detected = True
     if detected:
-        note = (f"entries after the cutover were trimmed before this read (newest deleted ID {deleted}; "
-                f"the oldest retained entry is {info.get('first_id')}); at most {at_most} entries were trimmed "
-                "in the stream's life; the verdict uses what remains")
-    return {"checked": True, "detected": detected, "max_deleted_id": deleted, "first_retained_id": info.get("first_id"),
-            "trimmed_at_most": at_most if detected else 0, "note": note}
+        note = (f"entries after the cutover may have been trimmed before this read: the stream has lost {lost} "
+                f"entries to its cap and its oldest retained entry ({first}) is newer than the cutover; "
+                "the verdict uses what remains")
+    elif lost:
+        note = f"no entries after the cutover were trimmed ({lost} older entries were)"
+    else:
+        note = "no entries were trimmed"
+    return {"checked": True, "detected": detected, "max_deleted_id": deleted, "first_retained_id": first,
+            "trimmed_at_most": lost if detected else 0, "note": note}
 
 
 def gather(source: Source, window: Window, *, progress: Progress | None = None) -> Evidence:

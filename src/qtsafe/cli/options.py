@@ -77,8 +77,7 @@ def progress_for(quiet: bool) -> Callable[[int, int | None], None] | None:
     import sys
     import time
 
-    stream = click.get_text_stream("stderr")
-    if quiet or not stream.isatty():
+    if quiet or not sys.stderr.isatty():
         return None
     started = time.monotonic()
     last = [0.0]

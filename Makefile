@@ -1,0 +1,61 @@
+# qtsafe: the targets operators type. Override on the VPS, e.g.
+#   make quality-gate PYTHON=/opt/quantum/venvs/ai-engine/bin/python CUTOVER=2026-01-10T05:40:00Z
+VENV        ?= .venv
+BOOT_PYTHON ?= python3
+PYTHON      ?= $(VENV)/bin/python
+QTSAFE      ?= $(PYTHON) -m qtsafe
+TORCH_SPEC  ?= torch==2.13.0
+CUTOVER     ?= auto
+REDIS_URL   ?= redis://127.0.0.1:6379/0
+MODEL       ?=
+PYTEST_ARGS ?= -n 2
+
+export QTSAFE_REDIS_URL := $(REDIS_URL)
+
+.PHONY: help install test lint demo feature-sanity quality-gate quality-gate-collection scoreboard bench \
+        build-patchtst-dataset
+
+help:
+	@echo "make install                  venv in $(VENV) with qtsafe and its test extras"
+	@echo "make demo                     install, then simulated telemetry -> sanity, both gates, scoreboard (no Redis)"
+	@echo "make test                     install, then the whole test suite (needs redis-server on PATH)"
+	@echo "make feature-sanity           qtsafe feature-sanity --after \$$CUTOVER"
+	@echo "make quality-gate-collection  qtsafe quality-gate --mode collection --after \$$CUTOVER (exit 3 = collected)"
+	@echo "make quality-gate             qtsafe quality-gate --mode canary --after \$$CUTOVER (exit 0 = pass)"
+	@echo "make scoreboard               qtsafe scoreboard --after \$$CUTOVER"
+	@echo "make bench                    the read benchmark (1,000,000 entries in a local redis-server)"
+
+$(VENV)/.installed: pyproject.toml
+	$(BOOT_PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	# torch first, from the CPU build: the project's range accepts it, so pip does not fetch a CUDA build.
+	$(VENV)/bin/pip install --quiet $(TORCH_SPEC)
+	$(VENV)/bin/pip install --quiet -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed
+
+test: install
+	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+lint: install
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/mypy
+
+demo: install
+	PYTHON=$(PYTHON) bash scripts/demo.sh
+
+feature-sanity:
+	$(QTSAFE) feature-sanity --after "$(CUTOVER)"
+
+quality-gate-collection:
+	$(QTSAFE) quality-gate --mode collection --after "$(CUTOVER)" $(if $(MODEL),--model $(MODEL))
+
+quality-gate:
+	$(QTSAFE) quality-gate --mode canary --after "$(CUTOVER)" $(if $(MODEL),--model $(MODEL))
+
+scoreboard:
+	$(QTSAFE) scoreboard --after "$(CUTOVER)"
+
+bench: install
+	$(PYTHON) bench/bench_gate.py
