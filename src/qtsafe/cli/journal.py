@@ -1,0 +1,56 @@
+"""``qtsafe journal``: verify the hash chain of logs/qsc_canary.jsonl and list its records."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from qtsafe.canary import journal as journal_lib
+from qtsafe.cli.options import base_dir_option, finish, json_option, load
+
+
+@click.group()
+def journal() -> None:
+    """The canary audit journal (logs/qsc_canary.jsonl): verify, show.
+
+    \b
+    Examples:
+      qtsafe journal verify
+      qtsafe journal show --action rollback_executed --last 5
+    """
+
+
+@journal.command()
+@base_dir_option
+@json_option
+@click.pass_context
+def verify(ctx: click.Context, base_dir: str | None, as_json: bool) -> int:
+    """Check every record's hash and its link to the one before (exit 0 intact, 2 broken).
+
+    \b
+    Example:
+      qtsafe journal verify --base-dir /opt/quantum
+    """
+    settings = load(ctx, {"base_dir": base_dir})
+    result = journal_lib.verify_journal(settings)
+    return finish(result, as_json, lambda: "\n".join([result.summary, *[f"  ! {p}" for p in result.problems]]))
+
+
+@journal.command()
+@click.option("--action", default=None, help="Only records with this action (e.g. canary_activated).")
+@click.option("--last", type=click.IntRange(min=1), default=None, help="Only the newest N records.")
+@base_dir_option
+@json_option
+@click.pass_context
+def show(ctx: click.Context, action: str | None, last: int | None, base_dir: str | None, as_json: bool) -> int:
+    """List journal records, oldest first (one JSON object a line after the summary).
+
+    \b
+    Example:
+      qtsafe journal show --action canary_activated
+    """
+    settings = load(ctx, {"base_dir": base_dir})
+    result = journal_lib.show_journal(settings, action=action, last=last)
+    return finish(result, as_json, lambda: "\n".join(
+        [result.summary, *[json.dumps(r, sort_keys=True) for r in result.records]]))
