@@ -103,6 +103,11 @@ def _register() -> None:
     cli.add_command(simulate.simulate)
     cli.add_command(export.export)
 
+    from qtsafe.cli import canary, journal
+
+    cli.add_command(canary.canary)
+    cli.add_command(journal.journal)
+
 
 _register()
 
