@@ -1,0 +1,43 @@
+"""Labels: did the price rise by ``threshold`` within ``horizon`` bars after the window's last bar t?
+
+The rule is explicit and written into the dataset's metadata. Both rules look only at bars after t;
+the builder drops any sample whose label span (t, t + h] touches a missing bar.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from qtsafe.errors import ConfigError
+
+RULES = {
+    "close": "y = 1 if close[t+h] / close[t] - 1 >= threshold, else 0",
+    "barrier": "y = 1 if max(high[t+1 .. t+h]) >= close[t] * (1 + threshold), else 0",
+}
+
+
+def check_rule(rule: str) -> str:
+    if rule not in RULES:
+        raise ConfigError(f"--label-rule: unknown rule {rule!r} (known: {', '.join(RULES)})")
+    return rule
+
+
+def label_values(close: np.ndarray, high: np.ndarray, horizon_bars: int, threshold: float, rule: str) -> np.ndarray:
+    """float64 per bar t: 1.0 or 0.0, NaN where t + h is past the end or a price involved is missing."""
+    n = close.shape[0]
+    out = np.full(n, np.nan)
+    if n <= horizon_bars:
+        return out
+    base = close[: n - horizon_bars]
+    if rule == "close":
+        future = close[horizon_bars:]
+    elif rule == "barrier":
+        future = sliding_window_view(high[1:], horizon_bars).max(axis=1)  # high over t+1 .. t+h
+    else:
+        raise ConfigError(f"unknown label rule {rule!r}")
+    with np.errstate(invalid="ignore"):
+        hit = future / base - 1.0 >= threshold if rule == "close" else future >= base * (1.0 + threshold)
+    known = np.isfinite(future) & np.isfinite(base)
+    out[: n - horizon_bars] = np.where(known, hit.astype(np.float64), np.nan)
+    return out
