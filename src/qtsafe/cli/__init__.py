@@ -108,6 +108,10 @@ def _register() -> None:
     cli.add_command(canary.canary)
     cli.add_command(journal.journal)
 
+    from qtsafe.cli import dataset
+
+    cli.add_command(dataset.build_dataset)
+
 
 _register()
 
