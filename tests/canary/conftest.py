@@ -151,6 +151,9 @@ def _install_fake(root: Root) -> None:
 def root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, _isolated_env: None) -> Iterator[Root]:
     r = Root(tmp_path)
     r.base.mkdir()
+    # A deployed base directory has these; the per-unit lock file lives in data/.
+    (r.base / "data").mkdir()
+    (r.base / "logs").mkdir()
     r.systemd_dir.mkdir(parents=True)
     r.env_file.parent.mkdir(parents=True)
     r.env_file.write_text(ENV_FILE_TEXT)
