@@ -47,7 +47,7 @@ from qtsafe.timeutil import file_stamp, iso, parse_utc, utc_now
 
 Sleep = Callable[[float], None]
 Confirm = Callable[[str], bool]
-CRASH_ENV = "QTSAFE_TEST_CRASH_AT"
+CRASH_ENV = "TEST_QTSAFE_CRASH_AT"
 ACTIVATION_STEPS = ("backed_up", "state_written", "dropin_written", "daemon_reloaded", "restarted", "verified",
                     "journaled")
 ROLLBACK_STEPS = ("rb_started", "rb_files_restored", "rb_daemon_reloaded", "rb_restarted", "rb_verified",
@@ -56,7 +56,10 @@ JOURNAL_PROOF_LINES = 20
 
 
 def _checkpoint(step: str) -> None:
-    """Test hook: with ``QTSAFE_TEST_CRASH_AT=<step>`` the process SIGKILLs itself here (crash-safety tests)."""
+    """Test hook: with ``TEST_QTSAFE_CRASH_AT=<step>`` the process SIGKILLs itself here (crash-safety tests).
+
+    Not ``QTSAFE_*``: the settings loader rejects unknown ``QTSAFE_`` variables, rightly.
+    """
     if os.environ.get(CRASH_ENV) == step:
         os.kill(os.getpid(), signal.SIGKILL)
 

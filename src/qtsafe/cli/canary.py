@@ -91,7 +91,7 @@ def canary() -> None:
 @click.option("--share", type=float, default=None, help="Canary share in (0, 0.5] (default 0.10).")
 @click.option("--env-key", default=None, help="Older mode: edit this one KEY= line of the env file instead.")
 @click.option("--value", "env_value", default=None, help="Value for --env-key.")
-@click.option("--after", "--cutover", "after", metavar="ISO|auto",
+@click.option("--after", "--cutover", "after", metavar="ISO|auto", default="auto", show_default=True,
               help="Cutover for the quality gate: ISO 8601 UTC, or 'auto' for the unit's last start.")
 @click.option("--events", "events_file", type=click.Path(dir_okay=False),
               help="Read telemetry from a JSONL export instead of Redis.")
