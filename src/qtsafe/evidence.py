@@ -57,14 +57,10 @@ def trim_report(info: dict[str, Any], start_id: str) -> dict[str, Any]:
     lost = max(added - length, 0)
     first = info.get("first_id")
     deleted = info.get("max_deleted_id")
-    detected = False
-    if lost > 0:
-        if start_id == "-":
-            detected = True
-        elif deleted not in (None, "", "0-0") and parse_stream_id(deleted) >= parse_stream_id(start_id):
-            detected = True
-        elif first is None or parse_stream_id(first) > parse_stream_id(start_id):
-            detected = True
+    after_cutover = start_id == "-" or (
+        deleted not in (None, "", "0-0") and parse_stream_id(deleted) >= parse_stream_id(start_id)
+    ) or first is None or parse_stream_id(first) > parse_stream_id(start_id)
+    detected = lost > 0 and after_cutover
     if detected:
         note = (f"entries after the cutover may have been trimmed before this read: the stream has lost {lost} "
                 f"entries to its cap and its oldest retained entry ({first}) is newer than the cutover; "

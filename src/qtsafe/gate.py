@@ -175,7 +175,8 @@ def run_quality_gate(
     stem = f"quality_gate_{file_stamp(now)}{suffix}_post_cutover"
     directory = settings.reports_dir
     result = dataclasses.replace(result, report_path=directory / f"{stem}.md", json_path=directory / f"{stem}.json")
-    write_report_files(directory, stem, render_gate_report(result, telemetry.first_id, telemetry.last_id), result.to_dict())
+    markdown = render_gate_report(result, telemetry.first_id, telemetry.last_id)
+    write_report_files(directory, stem, markdown, result.to_dict())
     return result
 
 

@@ -7,7 +7,7 @@ import re
 
 from qtsafe.errors import InputError
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 _STREAM_ID = re.compile(r"^(\d{1,20})(?:-(\d{1,20}))?$")
 
 

@@ -75,7 +75,7 @@ def test_no_trim_reported_when_cutover_is_after_deleted_ids(redis_server: RedisS
     first_kept = real_redis.xrange(STREAM, count=1)[0][0].decode()
     ms = int(first_kept.split("-")[0]) + 60_000
     import datetime as dt
-    after = dt.datetime.fromtimestamp(ms / 1000, tz=dt.timezone.utc).isoformat()
+    after = dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC).isoformat()
     r = qtsafe("scoreboard", "--after", after, "--redis-url", redis_server.url, "--base-dir", str(tmp_path),
                "--json")
     assert json.loads(r.stdout)["trimmed"]["detected"] is False

@@ -52,7 +52,7 @@ def test_cutover_excludes_older_events(fake_redis, make_stream, run_cli, tmp_pat
     entries = make_stream(fake_redis, "healthy", 600)
     cutover_ms = int(entries[300]["id"].split("-")[0])
     import datetime as dt
-    cutover = dt.datetime.fromtimestamp(cutover_ms / 1000, tz=dt.timezone.utc).isoformat()
+    cutover = dt.datetime.fromtimestamp(cutover_ms / 1000, tz=dt.UTC).isoformat()
     r = run_cli("quality-gate", "--mode", "canary", "--after", cutover, "--base-dir", str(tmp_path), "--json")
     data = json.loads(r.stdout)
     assert data["reconciliation"]["read"] == 300
@@ -83,7 +83,7 @@ def test_baseline_window(fake_redis, make_stream, run_cli, tmp_path: Path) -> No
     entries = make_stream(fake_redis, "healthy", 800)
     cut = int(entries[400]["id"].split("-")[0]) / 1000
     import datetime as dt
-    after = dt.datetime.fromtimestamp(cut, tz=dt.timezone.utc).isoformat()
+    after = dt.datetime.fromtimestamp(cut, tz=dt.UTC).isoformat()
     r = run_cli("quality-gate", "--mode", "canary", "--after", after, "--baseline-window", "--json",
                 "--base-dir", str(tmp_path))
     data = json.loads(r.stdout)

@@ -59,7 +59,7 @@ def test_append_jsonl(tmp_path: Path) -> None:
 @pytest.mark.parametrize("text", ["2026-01-10T05:47:45Z", "2026-01-10T05:47:45+00:00", "2026-01-10T05:47:45",
                                   "2026-01-10T06:47:45+01:00", "2026-01-10 05:47:45"])
 def test_parse_utc_forms(text: str) -> None:
-    assert parse_utc(text) == dt.datetime(2026, 1, 10, 5, 47, 45, tzinfo=dt.timezone.utc)
+    assert parse_utc(text) == dt.datetime(2026, 1, 10, 5, 47, 45, tzinfo=dt.UTC)
 
 
 @pytest.mark.parametrize("text", ["", "yesterday", "2026-13-01T00:00:00Z"])

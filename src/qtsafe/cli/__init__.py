@@ -112,6 +112,10 @@ def _register() -> None:
 
     cli.add_command(dataset.build_dataset)
 
+    from qtsafe.cli import model
+
+    cli.add_command(model.model)
+
 
 _register()
 

@@ -7,7 +7,14 @@ from pathlib import Path
 import click
 
 from qtsafe.cli.options import (
-    finish, json_option, load, progress_for, quiet_option, read_overrides, redis_options, source_and_window,
+    finish,
+    json_option,
+    load,
+    progress_for,
+    quiet_option,
+    read_overrides,
+    redis_options,
+    source_and_window,
 )
 
 

@@ -5,8 +5,16 @@ from __future__ import annotations
 import click
 
 from qtsafe.cli.options import (
-    base_dir_option, finish, json_option, load, progress_for, quiet_option, read_overrides, redis_options,
-    source_and_window, window_options,
+    base_dir_option,
+    finish,
+    json_option,
+    load,
+    progress_for,
+    quiet_option,
+    read_overrides,
+    redis_options,
+    source_and_window,
+    window_options,
 )
 
 

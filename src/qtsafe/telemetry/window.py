@@ -46,7 +46,8 @@ def unit_active_since(settings: Settings) -> dt.datetime:
         raise SystemdError(f"--after auto: {' '.join(command)} timed out") from exc
     text = done.stdout.strip()
     if done.returncode != 0:
-        raise SystemdError(f"--after auto: systemctl show {settings.unit} failed: {done.stderr.strip() or done.returncode}")
+        detail = done.stderr.strip() or f"exit {done.returncode}"
+        raise SystemdError(f"--after auto: systemctl show {settings.unit} failed: {detail}")
     if not text or text == "n/a":
         raise SystemdError(f"--after auto: {settings.unit} has no ActiveEnterTimestamp (is it running?)")
     parts = text.split()
@@ -89,4 +90,5 @@ def window_between(after: dt.datetime | None, until: dt.datetime | None = None, 
         raise InputError(f"until {iso(until)} is not after the cutover {iso(after)}")
     start_id = stream_id_for(after) if after is not None else MIN_ID
     end_id = str(int(until.timestamp() * 1000)) if until is not None else MAX_ID
-    return Window(after, until, last, start_id, end_id, "caller" if after is not None else "none (whole retained stream)")
+    origin = "caller" if after is not None else "none (whole retained stream)"
+    return Window(after, until, last, start_id, end_id, origin)
