@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Runbook name: restore the newest env file backup not yet restored (run again to walk further back).
+# Asks for confirmation on a terminal; pass --yes from scripts.  Usage: sudo ops/model_safety/rollback_last.sh [--yes]
+set -u
+if command -v qtsafe >/dev/null 2>&1; then
+    exec qtsafe canary rollback --last --reason "rollback_last.sh" "$@"
+fi
+exec "${PYTHON:-python3}" -m qtsafe canary rollback --last --reason "rollback_last.sh" "$@"
