@@ -20,6 +20,7 @@ from qtsafe.dataset.sources import SourceSpec
 from qtsafe.dataset.splits import SPLIT_NAMES, Cutoffs, SplitSpec, cutoffs_for
 from qtsafe.dataset.validate import GridSeries, SymbolQuality, resolve_interval, to_grid
 from qtsafe.dataset.windows import (
+    REVIN_EPS,
     RunningMoments,
     SampleCounts,
     Selection,
@@ -144,8 +145,12 @@ def build_arrays(candles: Mapping[str, Candles], request: DatasetRequest) -> Bui
     lookback = request.lookback
     min_bars = warmup + lookback + horizon_bars
 
+    # The common calendar range: --days back from the newest bar, but not before the oldest bar of any
+    # symbol, so the split fractions divide time that has data. Cutoffs are shared by every symbol.
     range_end = max(int(c.ts.max()) for c in candles.values() if len(c))
-    range_start = range_end - request.days * 86400 * NS_PER_SECOND + interval_ns
+    earliest = range_end - request.days * 86400 * NS_PER_SECOND + interval_ns
+    oldest = min(int(c.ts[c.ts >= earliest].min()) for c in candles.values() if (c.ts >= earliest).any())
+    range_start = earliest + (oldest - earliest) // interval_ns * interval_ns
     grids = {s: to_grid(c, interval_ns=interval_ns, range_start=range_start, range_end=range_end)
              for s, c in candles.items()}
     _refuse_invalid(grids, request.mask_invalid)
@@ -270,7 +275,7 @@ def _symbol_report(symbol: str, grid: GridSeries, selection: Selection | None, m
 def _normalization(request: DatasetRequest, names: list[str], moments: RunningMoments,
                    fit_until: int | None) -> dict[str, Any]:
     if request.normalize == "window":
-        return {"mode": "window", "eps": 1e-5,
+        return {"mode": "window", "eps": REVIN_EPS,
                 "rule": "x = (x - mean_w) / sqrt(var_w + eps) per window and feature (RevIN-style)"}
     std = moments.std
     flat = [name for name, s in zip(names, std, strict=True) if not s > 0]

@@ -202,7 +202,8 @@ def _ma_cross(bars: Bars, p: FeatureParams) -> np.ndarray:
 @register("volatility", doc="std of log returns over vol_window bars, annualised for the bar interval (365 d)",
           warmup=lambda p: p.vol_window)
 def _volatility(bars: Bars, p: FeatureParams) -> np.ndarray:
-    log_ret = np.diff(np.log(bars.close), prepend=np.nan)  # log_ret[t] = ln(c_t / c_{t-1})
+    log_ret = np.full(len(bars), np.nan)
+    log_ret[1:] = np.log(bars.close[1:] / bars.close[:-1])  # a ratio keeps precision a difference of logs loses
     return trailing_std(log_ret, p.vol_window) * np.sqrt(SECONDS_PER_YEAR / p.interval_s)
 
 
@@ -210,7 +211,6 @@ def _volatility(bars: Bars, p: FeatureParams) -> np.ndarray:
           warmup=_bars_per_hour, check=_check_hourly)
 def _returns_1h(bars: Bars, p: FeatureParams) -> np.ndarray:
     k = _bars_per_hour(p)
-    log_close = np.log(bars.close)
     out = np.full(len(bars), np.nan)
-    out[k:] = log_close[k:] - log_close[:-k]
+    out[k:] = np.log(bars.close[k:] / bars.close[:-k])
     return out

@@ -140,9 +140,10 @@ def to_grid(candles: Candles, *, interval_ns: int, range_start: int, range_end: 
     finite = np.isfinite(prices).all(axis=1)
     nan_prices = ~finite
     with np.errstate(invalid="ignore"):
+        # Each bar is counted under its first defect in this order, so one bad number is one count.
         non_positive = finite & (prices <= 0).any(axis=1)
-        high_below_low = finite & (h < lo)
-        outside = finite & ~high_below_low & ((o > h) | (o < lo) | (cl > h) | (cl < lo))
+        high_below_low = finite & ~non_positive & (h < lo)
+        outside = finite & ~non_positive & ~high_below_low & ((o > h) | (o < lo) | (cl > h) | (cl < lo))
         bad_volume = ~np.isfinite(vol) | (vol < 0)
     invalid = nan_prices | non_positive | high_below_low | outside | bad_volume
 
