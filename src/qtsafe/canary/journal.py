@@ -121,10 +121,10 @@ def append_record(settings: Settings, action: str, **fields: Any) -> dict[str, A
             prev_hash, seq = GENESIS, 0
         else:
             previous = _parse_line(last, -1, path)
-            prev_hash = previous.get("hash")
-            if not isinstance(prev_hash, str) or previous.get("seq") is None:
+            found = previous.get("hash")
+            if not isinstance(found, str) or previous.get("seq") is None:
                 raise StateError(f"journal {path}: last record has no hash/seq; run 'qtsafe journal verify'")
-            seq = int(previous["seq"]) + 1
+            prev_hash, seq = found, int(previous["seq"]) + 1
         record: dict[str, Any] = {"timestamp": iso(utc_now()), "action": action}
         record.update({"operator": operator_name(), "qtsafe_version": __version__})
         record.update(fields)
