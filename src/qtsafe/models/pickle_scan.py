@@ -1,0 +1,564 @@
+"""Read a pickle as opcodes, never as code.
+
+Unpickling runs whatever callables a pickle names (``os.system`` included), so qtsafe never calls
+:func:`pickle.load` on an artifact. Instead this module walks the opcode stream with
+:func:`pickletools.genops` (a parser, not an interpreter) and replays it on a stack of *inert*
+placeholders: a ``GLOBAL`` becomes a :class:`GlobalRef`, a ``REDUCE`` becomes a :class:`Call` record
+of what *would* have been called. Nothing is imported and nothing is called, so the tree that comes out
+can be searched for tensor shapes and the imports a load would perform can be listed and judged.
+
+It also understands the one non-pickle wrinkle the fleet's files have: joblib writes numpy array
+bytes straight into the stream after each ``NumpyArrayWrapper``; those bytes are skipped, not parsed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import io
+import pickletools
+import re
+from collections.abc import Iterator
+from typing import IO, Any
+
+__all__ = [
+    "Call",
+    "GlobalRef",
+    "GlobalVerdict",
+    "PickleScan",
+    "PickleScanError",
+    "Persistent",
+    "classify_global",
+    "iter_calls",
+    "scan_pickle",
+    "scan_pickle_bytes",
+]
+
+
+class PickleScanError(ValueError):
+    """The byte stream is not a complete, well-formed pickle (truncated, garbage, or inconsistent)."""
+
+    def __init__(self, message: str, *, truncated: bool = False, position: int | None = None) -> None:
+        super().__init__(message)
+        self.truncated = truncated
+        self.position = position
+
+
+@dataclasses.dataclass(frozen=True)
+class GlobalRef:
+    """A module attribute the pickle would import (``GLOBAL``/``STACK_GLOBAL``/``INST``)."""
+
+    module: str
+    name: str
+
+    @property
+    def dotted(self) -> str:
+        return f"{self.module}.{self.name}"
+
+
+class Call:
+    """What unpickling *would* do: ``func(*args)``, then ``__setstate__(state)`` and item appends."""
+
+    __slots__ = ("args", "dictitems", "func", "kind", "listitems", "state")
+
+    def __init__(self, func: Any, args: Any, kind: str) -> None:
+        self.func = func
+        self.args = args
+        self.kind = kind  # REDUCE, NEWOBJ, INST, OBJ
+        self.state: Any = None
+        self.listitems: list[Any] = []
+        self.dictitems: list[tuple[Any, Any]] = []
+
+    def __repr__(self) -> str:  # pragma: no cover - debugging aid
+        return f"Call({self.func!r}, {self.args!r})"
+
+
+@dataclasses.dataclass
+class PDict:
+    """A pickled dict kept as ordered pairs, because keys may be unhashable placeholders."""
+
+    items: list[tuple[Any, Any]] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass(frozen=True)
+class Persistent:
+    """A persistent id (torch uses these for tensor storages): data kept outside the pickle."""
+
+    pid: Any
+
+
+@dataclasses.dataclass(frozen=True)
+class Dynamic:
+    """A global whose name is computed at load time: always treated as dangerous."""
+
+    detail: str
+
+
+class GlobalVerdict(enum.StrEnum):
+    """How loading a pickle that imports this global should be judged."""
+
+    DATA = "data"  # rebuilds plain data (containers, numpy arrays, dtypes)
+    MODEL_LIBRARY = "model-library"  # a known model class whose setstate only restores data
+    TORCH = "torch"  # torch internals: a torch object pickled (the engine cannot load it safely)
+    DANGEROUS = "dangerous"  # runs commands, opens files, imports or evaluates code
+    UNKNOWN = "unknown"  # anything else: importing it runs that module's code
+
+
+@dataclasses.dataclass(frozen=True)
+class PickleScan:
+    """What the opcode walk found in one pickle stream."""
+
+    protocol: int | None
+    globals: tuple[GlobalRef, ...]  # unique, in order of first appearance
+    dynamic_globals: int  # STACK_GLOBAL/INST with computed names
+    root: Any  # the inert value tree (Call/GlobalRef/PDict/Persistent/plain values)
+    start: int
+    end: int  # offset just after STOP
+    opcodes: int
+    raw_array_bytes: int  # joblib array payload skipped
+    extension_codes: tuple[int, ...]  # copyreg extension codes (EXT1/2/4): unknown imports
+
+
+# Exact names that only rebuild data. Prefix rules are deliberately avoided: numpy alone ships
+# functions that run shell commands (numpy.distutils) or load further pickles.
+_DATA_GLOBALS = frozenset(
+    {
+        "collections.OrderedDict",
+        "collections.defaultdict",
+        "collections.deque",
+        "builtins.set",
+        "builtins.frozenset",
+        "builtins.slice",
+        "builtins.complex",
+        "builtins.bytearray",
+        "builtins.range",
+        "builtins.list",
+        "builtins.dict",
+        "builtins.tuple",
+        "builtins.int",
+        "builtins.float",
+        "builtins.str",
+        "builtins.bytes",
+        "builtins.bool",
+        "builtins.object",
+        "__builtin__.set",
+        "__builtin__.frozenset",
+        "__builtin__.object",
+        "copyreg._reconstructor",
+        "copy_reg._reconstructor",
+        "copyreg.__newobj__",
+        "_codecs.encode",
+        "codecs.encode",
+        "datetime.datetime",
+        "datetime.date",
+        "datetime.time",
+        "datetime.timedelta",
+        "datetime.timezone",
+        "decimal.Decimal",
+        "numpy.dtype",
+        "numpy.ndarray",
+        "numpy.core.multiarray._reconstruct",
+        "numpy._core.multiarray._reconstruct",
+        "numpy.core.multiarray.scalar",
+        "numpy._core.multiarray.scalar",
+        "numpy.core.numeric._frombuffer",
+        "numpy._core.numeric._frombuffer",
+        "joblib.numpy_pickle.NumpyArrayWrapper",
+    }
+)
+# numpy 2 pickles dtypes as numpy.dtypes.Float32DType and friends: classes, no side effects.
+_DATA_PATTERNS = (re.compile(r"^numpy\.dtypes\.[A-Z][A-Za-z0-9]*DType$"),)
+
+# Model classes whose unpickling restores a serialized booster / estimator state and nothing else.
+_MODEL_GLOBALS = frozenset(
+    {
+        "xgboost.core.Booster",
+        "xgboost.sklearn.XGBClassifier",
+        "xgboost.sklearn.XGBRegressor",
+        "xgboost.sklearn.XGBRanker",
+        "xgboost.sklearn.XGBRFClassifier",
+        "xgboost.sklearn.XGBRFRegressor",
+        "lightgbm.basic.Booster",
+        "lightgbm.sklearn.LGBMClassifier",
+        "lightgbm.sklearn.LGBMRegressor",
+        "lightgbm.sklearn.LGBMRanker",
+    }
+)
+# scikit-learn estimators and transformers are classes (CamelCase) whose setstate only updates
+# __dict__; sklearn's *functions* are not allowed, because some of them load files.
+_MODEL_PATTERNS = (re.compile(r"^sklearn(\.[a-z_][a-z0-9_]*)+\.[A-Z][A-Za-z0-9]*$"),)
+
+# Roots whose import alone means "this pickle can touch the machine".
+_DANGEROUS_MODULES = frozenset(
+    {
+        "os", "posix", "nt", "posixpath", "ntpath", "subprocess", "sys", "shutil", "socket", "importlib",
+        "runpy", "pickle", "_pickle", "cPickle", "marshal", "ctypes", "pty", "code", "codeop", "commands",
+        "webbrowser", "multiprocessing", "signal", "tempfile", "pathlib", "io", "_io", "urllib", "http",
+        "ftplib", "smtplib", "telnetlib", "requests", "asyncio", "threading", "_thread", "types", "inspect",
+        "operator", "functools", "pydoc", "timeit", "bdb", "pdb", "platform", "site", "glob", "zipimport",
+        "dill", "cloudpickle", "joblib",
+    }
+)
+# torch internals that load further files or bytes with a full unpickler.
+_DANGEROUS_GLOBALS = frozenset(
+    {
+        "torch.storage._load_from_bytes", "torch.load", "torch.serialization.load", "torch.jit.load",
+        "torch.hub.load", "torch.hub.load_state_dict_from_url", "torch.package.PackageImporter",
+    }
+)
+_DANGEROUS_BUILTINS = frozenset(
+    {
+        "eval", "exec", "execfile", "compile", "open", "file", "__import__", "getattr", "setattr", "delattr",
+        "globals", "locals", "vars", "input", "breakpoint", "help", "exit", "quit", "memoryview", "super",
+        "type", "classmethod", "staticmethod", "property", "apply", "reload",
+    }
+)
+
+
+def classify_global(ref: GlobalRef) -> GlobalVerdict:
+    """Judge one import a pickle would perform. Unknown means unsafe: fail closed."""
+    dotted = ref.dotted
+    root = ref.module.split(".", 1)[0]
+    if dotted in _DATA_GLOBALS or any(p.match(dotted) for p in _DATA_PATTERNS):
+        return GlobalVerdict.DATA
+    if dotted in _MODEL_GLOBALS or any(p.match(dotted) for p in _MODEL_PATTERNS):
+        return GlobalVerdict.MODEL_LIBRARY
+    if ref.module in ("builtins", "__builtin__"):
+        return GlobalVerdict.DANGEROUS if ref.name in _DANGEROUS_BUILTINS else GlobalVerdict.UNKNOWN
+    if root in _DANGEROUS_MODULES or dotted in _DANGEROUS_GLOBALS:
+        return GlobalVerdict.DANGEROUS
+    if root == "torch":
+        return GlobalVerdict.TORCH
+    return GlobalVerdict.UNKNOWN
+
+
+class _Machine:
+    """The opcode replay. Every handler manipulates placeholders only."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self.stream = stream
+        self.stack: list[Any] = []
+        self.metastack: list[list[Any]] = []
+        self.memo: dict[int, Any] = {}
+        self.globals: dict[GlobalRef, None] = {}
+        self.dynamic = 0
+        self.protocol: int | None = None
+        self.raw_bytes = 0
+        self.ext_codes: list[int] = []
+
+    # --- stack helpers -------------------------------------------------------------------------
+    def pop(self) -> Any:
+        if not self.stack:
+            raise PickleScanError("malformed pickle: stack underflow")
+        return self.stack.pop()
+
+    def pop_mark(self) -> list[Any]:
+        items = self.stack
+        if not self.metastack:
+            raise PickleScanError("malformed pickle: no MARK on the stack")
+        self.stack = self.metastack.pop()
+        return items
+
+    def top(self) -> Any:
+        if not self.stack:
+            raise PickleScanError("malformed pickle: stack underflow")
+        return self.stack[-1]
+
+    def add_global(self, module: Any, name: Any) -> Any:
+        if isinstance(module, str) and isinstance(name, str):
+            ref = GlobalRef(module, name)
+            self.globals.setdefault(ref, None)
+            return ref
+        self.dynamic += 1
+        return Dynamic(f"computed global {module!r}.{name!r}")
+
+    # --- container mutation ------------------------------------------------------------------
+    @staticmethod
+    def set_items(target: Any, pairs: list[tuple[Any, Any]]) -> None:
+        if isinstance(target, PDict):
+            target.items.extend(pairs)
+        elif isinstance(target, Call):
+            target.dictitems.extend(pairs)
+        else:
+            raise PickleScanError("malformed pickle: SETITEM on a non-dict")
+
+    @staticmethod
+    def append_items(target: Any, values: list[Any]) -> None:
+        if isinstance(target, list):
+            target.extend(values)
+        elif isinstance(target, Call):
+            target.listitems.extend(values)
+        elif isinstance(target, set):
+            raise PickleScanError("malformed pickle: APPEND on a set")
+        else:
+            raise PickleScanError("malformed pickle: APPEND on a non-list")
+
+    # --- joblib ----------------------------------------------------------------------------------
+    def after_build(self, obj: Any) -> None:
+        """joblib writes the array bytes right after a NumpyArrayWrapper's BUILD: skip them."""
+        if not (isinstance(obj, Call) and isinstance(obj.func, GlobalRef)
+                and obj.func.dotted == "joblib.numpy_pickle.NumpyArrayWrapper"):
+            return
+        state = _pdict_to_map(obj.state)
+        shape = state.get("shape")
+        dtype = state.get("dtype")
+        dtype_code = _dtype_code(dtype)
+        if not isinstance(shape, tuple) or not all(isinstance(d, int) and d >= 0 for d in shape):
+            raise PickleScanError("joblib array wrapper without a readable shape")
+        if dtype_code is not None and dtype_code.lstrip("<>|=").startswith("O"):
+            # Object arrays are an embedded pickle: scan it too, so its imports are listed.
+            inner = _run(self.stream, self.stream.tell())
+            for ref in inner.globals:
+                self.globals.setdefault(ref, None)
+            self.dynamic += inner.dynamic_globals
+            return
+        itemsize = _itemsize(dtype)
+        if itemsize is None:
+            raise PickleScanError(f"joblib array wrapper with an unsupported dtype {dtype_code!r}")
+        if "numpy_array_alignment_bytes" in state and state["numpy_array_alignment_bytes"] is not None:
+            pad = self.stream.read(1)
+            if len(pad) != 1:
+                raise PickleScanError("pickle stream ends inside a joblib array", truncated=True)
+            self.stream.seek(pad[0], io.SEEK_CUR)
+        count = 1
+        for dim in shape:
+            count *= dim
+        nbytes = count * itemsize
+        here = self.stream.tell()
+        self.stream.seek(0, io.SEEK_END)
+        end = self.stream.tell()
+        if here + nbytes > end:
+            raise PickleScanError("pickle stream ends inside a joblib array", truncated=True, position=end)
+        self.stream.seek(here + nbytes)
+        self.raw_bytes += nbytes
+
+
+def _pdict_to_map(value: Any) -> dict[str, Any]:
+    if isinstance(value, PDict):
+        return {k: v for k, v in value.items if isinstance(k, str)}
+    return {}
+
+
+def _dtype_code(value: Any) -> str | None:
+    """The type code of a pickled ``numpy.dtype('f4', ...)`` placeholder."""
+    if isinstance(value, Call) and isinstance(value.func, GlobalRef) and value.func.name == "dtype":
+        args = value.args if isinstance(value.args, tuple) else ()
+        if args and isinstance(args[0], str):
+            return args[0]
+    return None
+
+
+_ITEMSIZE_RE = re.compile(r"^[<>|=]?([biufcmMOSUV])(\d{1,3})$")
+
+
+def _itemsize(dtype: Any) -> int | None:
+    """Bytes per element of a pickled dtype: its state's elsize (strings, voids, records), else the code."""
+    state = dtype.state if isinstance(dtype, Call) else None
+    if isinstance(state, tuple) and len(state) > 5 and isinstance(state[5], int) and state[5] > 0:
+        return state[5]
+    code = _dtype_code(dtype)
+    match = _ITEMSIZE_RE.match(code or "")
+    return int(match.group(2)) if match else None
+
+
+_PUSH_ARG = frozenset(
+    {
+        "INT", "BININT", "BININT1", "BININT2", "LONG", "LONG1", "LONG4", "STRING", "BINSTRING",
+        "SHORT_BINSTRING", "BINBYTES", "SHORT_BINBYTES", "BINBYTES8", "BYTEARRAY8", "UNICODE", "BINUNICODE",
+        "SHORT_BINUNICODE", "BINUNICODE8", "FLOAT", "BINFLOAT",
+    }
+)
+
+
+def _run(stream: IO[bytes], start: int) -> PickleScan:  # noqa: C901 - one dispatch table, kept flat
+    stream.seek(start)
+    m = _Machine(stream)
+    count = 0
+    try:
+        for opcode, arg, _pos in pickletools.genops(stream):
+            count += 1
+            name = opcode.name
+            if name in _PUSH_ARG:
+                m.stack.append(arg)
+            elif name == "PROTO":
+                m.protocol = int(arg)
+            elif name in ("FRAME", "NEXT_BUFFER", "READONLY_BUFFER"):
+                if name == "NEXT_BUFFER":
+                    m.stack.append(Persistent("out-of-band buffer"))
+            elif name == "STOP":
+                break
+            elif name == "NONE":
+                m.stack.append(None)
+            elif name == "NEWTRUE":
+                m.stack.append(True)
+            elif name == "NEWFALSE":
+                m.stack.append(False)
+            elif name == "MARK":
+                m.metastack.append(m.stack)
+                m.stack = []
+            elif name == "POP":
+                # Like pickle's own load_pop: with nothing above the MARK, POP discards the MARK.
+                if m.stack:
+                    m.stack.pop()
+                else:
+                    m.pop_mark()
+            elif name == "POP_MARK":
+                m.pop_mark()
+            elif name == "DUP":
+                m.stack.append(m.top())
+            elif name == "EMPTY_LIST":
+                m.stack.append([])
+            elif name == "EMPTY_TUPLE":
+                m.stack.append(())
+            elif name == "EMPTY_DICT":
+                m.stack.append(PDict())
+            elif name == "EMPTY_SET":
+                m.stack.append(set())
+            elif name == "LIST":
+                marked = m.pop_mark()  # pop first: pop_mark rebinds m.stack
+                m.stack.append(list(marked))
+            elif name == "TUPLE":
+                marked = m.pop_mark()
+                m.stack.append(tuple(marked))
+            elif name in ("TUPLE1", "TUPLE2", "TUPLE3"):
+                n = int(name[-1])
+                items = [m.pop() for _ in range(n)][::-1]
+                m.stack.append(tuple(items))
+            elif name == "DICT":
+                items = m.pop_mark()
+                m.stack.append(PDict(list(zip(items[::2], items[1::2], strict=False))))
+            elif name == "FROZENSET":
+                marked = m.pop_mark()
+                m.stack.append(("frozenset", tuple(marked)))
+            elif name == "ADDITEMS":
+                m.pop_mark()  # set members carry no structure we need; the target stays a set
+                m.top()
+            elif name == "APPEND":
+                value = m.pop()
+                m.append_items(m.top(), [value])
+            elif name == "APPENDS":
+                values = m.pop_mark()
+                m.append_items(m.top(), values)
+            elif name == "SETITEM":
+                value = m.pop()
+                key = m.pop()
+                m.set_items(m.top(), [(key, value)])
+            elif name == "SETITEMS":
+                items = m.pop_mark()
+                m.set_items(m.top(), list(zip(items[::2], items[1::2], strict=False)))
+            elif name in ("PUT", "BINPUT", "LONG_BINPUT"):
+                m.memo[int(arg)] = m.top()
+            elif name == "MEMOIZE":
+                m.memo[len(m.memo)] = m.top()
+            elif name in ("GET", "BINGET", "LONG_BINGET"):
+                key = int(arg)
+                if key not in m.memo:
+                    raise PickleScanError(f"malformed pickle: memo key {key} read before it was written")
+                m.stack.append(m.memo[key])
+            elif name == "GLOBAL":
+                module, _, attr = str(arg).partition(" ")
+                m.stack.append(m.add_global(module, attr))
+            elif name == "STACK_GLOBAL":
+                attr = m.pop()
+                module = m.pop()
+                m.stack.append(m.add_global(module, attr))
+            elif name == "INST":
+                module, _, attr = str(arg).partition(" ")
+                func = m.add_global(module, attr)
+                marked = m.pop_mark()
+                m.stack.append(Call(func, tuple(marked), "INST"))
+            elif name == "OBJ":
+                items = m.pop_mark()
+                if not items:
+                    raise PickleScanError("malformed pickle: OBJ without a class")
+                m.stack.append(Call(items[0], tuple(items[1:]), "OBJ"))
+            elif name == "REDUCE":
+                args = m.pop()
+                func = m.pop()
+                m.stack.append(Call(func, args, "REDUCE"))
+            elif name == "NEWOBJ":
+                args = m.pop()
+                cls = m.pop()
+                m.stack.append(Call(cls, args, "NEWOBJ"))
+            elif name == "NEWOBJ_EX":
+                kwargs = m.pop()
+                args = m.pop()
+                cls = m.pop()
+                m.stack.append(Call(cls, (args, kwargs), "NEWOBJ"))
+            elif name == "BUILD":
+                state = m.pop()
+                obj = m.top()
+                if isinstance(obj, Call):
+                    obj.state = state
+                m.after_build(obj)
+            elif name in ("PERSID", "BINPERSID"):
+                pid = arg if name == "PERSID" else m.pop()
+                m.stack.append(Persistent(pid))
+            elif name in ("EXT1", "EXT2", "EXT4"):
+                m.ext_codes.append(int(arg))
+                m.stack.append(Dynamic(f"extension code {arg}"))
+                m.dynamic += 1
+            else:
+                raise PickleScanError(f"unsupported pickle opcode {name}")
+        else:
+            raise PickleScanError("pickle stream ends before STOP", truncated=True)
+    except PickleScanError:
+        raise
+    except ValueError as exc:
+        # pickletools raises ValueError both for "ran out of bytes" and for garbage opcodes.
+        text = str(exc)
+        truncated = "exhausted" in text or "not enough data" in text or "but only" in text
+        raise PickleScanError(f"{'truncated' if truncated else 'corrupt'} pickle: {text}",
+                              truncated=truncated) from exc
+    except (IndexError, KeyError, TypeError, OverflowError, UnicodeDecodeError) as exc:
+        raise PickleScanError(f"corrupt pickle: {type(exc).__name__}: {exc}") from exc
+    root = m.stack[-1] if m.stack else None
+    return PickleScan(
+        protocol=m.protocol,
+        globals=tuple(m.globals),
+        dynamic_globals=m.dynamic,
+        root=root,
+        start=start,
+        end=stream.tell(),
+        opcodes=count,
+        raw_array_bytes=m.raw_bytes,
+        extension_codes=tuple(m.ext_codes),
+    )
+
+
+def scan_pickle(stream: IO[bytes], start: int = 0) -> PickleScan:
+    """Walk one pickle starting at ``start`` in a seekable binary stream, up to and including STOP."""
+    return _run(stream, start)
+
+
+def scan_pickle_bytes(data: bytes) -> PickleScan:
+    """:func:`scan_pickle` over bytes in memory."""
+    return _run(io.BytesIO(data), 0)
+
+
+def iter_calls(root: Any, *, limit: int = 2_000_000) -> Iterator[tuple[tuple[str, ...], Call]]:
+    """Every Call in the tree with the path of dict keys/attributes that leads to it (depth-first)."""
+    seen: set[int] = set()
+    stack: list[tuple[tuple[str, ...], Any]] = [((), root)]
+    visited = 0
+    while stack:
+        path, node = stack.pop()
+        visited += 1
+        if visited > limit:  # pragma: no cover - a guard against adversarial memo cycles
+            return
+        if isinstance(node, (Call, PDict, list, tuple)):
+            if id(node) in seen:
+                continue
+            seen.add(id(node))
+        if isinstance(node, Call):
+            yield path, node
+            children: list[tuple[tuple[str, ...], Any]] = []
+            children.append((path, node.args))
+            children.append((path, node.state))
+            children.extend((path + (str(k),), v) for k, v in node.dictitems if isinstance(k, str))
+            children.extend((path, v) for v in node.listitems)
+            stack.extend(reversed(children))
+        elif isinstance(node, PDict):
+            stack.extend(reversed([(path + (k,), v) if isinstance(k, str) else (path, v) for k, v in node.items]))
+        elif isinstance(node, (list, tuple)):
+            stack.extend(reversed([(path, v) for v in node]))
