@@ -65,7 +65,8 @@ def write_npz(path: Path, data: Data, *, x: np.ndarray | None = None, names: tup
     values = data.x if x is None else x
     n = values.shape[0]
     stamps = (np.arange(n, dtype=np.int64) * 300 + 1_767_225_600) * 1000
-    meta: dict[str, Any] = {"window": int(values.shape[1]) if values.ndim == 3 else 1, "label_rule": "up if close[t+12] > close[t]"}
+    meta: dict[str, Any] = {"window": int(values.shape[1]) if values.ndim == 3 else 1,
+                            "label_rule": "up if close[t+12] > close[t]"}
     if names is not None:
         meta["feature_names"] = list(names)
     arrays: dict[str, Any] = {

@@ -25,7 +25,7 @@ from qtsafe.models.contract import (
 from qtsafe.status import Status
 from tests.models.conftest import FEATURES, N_FEATURES, Artifacts, Data, Malicious
 
-NOW = dt.datetime(2026, 1, 10, 5, 47, 45, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2026, 1, 10, 5, 47, 45, tzinfo=dt.UTC)
 PIPELINE_55 = tuple(f"f{i:02d}" for i in range(55))
 TRAINED_49 = PIPELINE_55[:49]
 

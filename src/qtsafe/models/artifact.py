@@ -373,7 +373,7 @@ def _pickle_error(exc: PickleScanError, draft: _Draft, size: int) -> None:
         draft.fail("corrupt", f"corrupt {FORMAT_LABELS[draft.format].lower()}: {exc}")
 
 
-def _judge_pickle(scan: PickleScan, size: int, draft: _Draft, *, data_end: int | None = None) -> None:
+def _judge_pickle(scan: PickleScan, size: int, draft: _Draft) -> None:
     """Turn a plain pickle's imports into problems; the pickle itself is never loaded."""
     names = {ref.dotted for ref in scan.globals}
     if draft.format == "unknown":
@@ -383,9 +383,8 @@ def _judge_pickle(scan: PickleScan, size: int, draft: _Draft, *, data_end: int |
     draft.details["pickle_protocol"] = scan.protocol
     draft.details["opcodes"] = scan.opcodes
     verdicts = _record_globals(scan.globals, draft)
-    end = data_end if data_end is not None else size
-    if scan.end < end:
-        draft.warn("trailing_bytes", f"{end - scan.end} bytes after the pickle's STOP opcode "
+    if scan.end < size:
+        draft.warn("trailing_bytes", f"{size - scan.end} bytes after the pickle's STOP opcode "
                                      "(ignored by pickle.load; not part of the model)")
     torch_refs = [r for r, v in verdicts if v is GlobalVerdict.TORCH or r.module.startswith("torch")]
     dangerous = [r for r, v in verdicts if v is GlobalVerdict.DANGEROUS]
@@ -897,8 +896,8 @@ def _describe_xgboost(doc: dict[str, Any], draft: _Draft, *, embedded: bool = Fa
         draft.load_safety = LoadSafety.NATIVE
     param = learner.get("learner_model_param", {}) if isinstance(learner, dict) else {}
     try:
-        n_features = int(param.get("num_feature"))
-    except (TypeError, ValueError):
+        n_features = int(str(param.get("num_feature")))
+    except ValueError:
         draft.fail("corrupt", "XGBoost model without a readable learner_model_param.num_feature")
         return
     draft.n_features = n_features

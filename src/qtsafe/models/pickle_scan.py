@@ -361,6 +361,12 @@ def _itemsize(dtype: Any) -> int | None:
     return int(match.group(2)) if match else None
 
 
+def _int_arg(arg: Any) -> int:
+    if not isinstance(arg, int):
+        raise PickleScanError(f"malformed pickle: expected an integer argument, got {arg!r}")
+    return arg
+
+
 _PUSH_ARG = frozenset(
     {
         "INT", "BININT", "BININT1", "BININT2", "LONG", "LONG1", "LONG4", "STRING", "BINSTRING",
@@ -381,7 +387,7 @@ def _run(stream: IO[bytes], start: int) -> PickleScan:  # noqa: C901 - one dispa
             if name in _PUSH_ARG:
                 m.stack.append(arg)
             elif name == "PROTO":
-                m.protocol = int(arg)
+                m.protocol = _int_arg(arg)
             elif name in ("FRAME", "NEXT_BUFFER", "READONLY_BUFFER"):
                 if name == "NEXT_BUFFER":
                     m.stack.append(Persistent("out-of-band buffer"))
@@ -447,11 +453,11 @@ def _run(stream: IO[bytes], start: int) -> PickleScan:  # noqa: C901 - one dispa
                 items = m.pop_mark()
                 m.set_items(m.top(), list(zip(items[::2], items[1::2], strict=False)))
             elif name in ("PUT", "BINPUT", "LONG_BINPUT"):
-                m.memo[int(arg)] = m.top()
+                m.memo[_int_arg(arg)] = m.top()
             elif name == "MEMOIZE":
                 m.memo[len(m.memo)] = m.top()
             elif name in ("GET", "BINGET", "LONG_BINGET"):
-                key = int(arg)
+                key = _int_arg(arg)
                 if key not in m.memo:
                     raise PickleScanError(f"malformed pickle: memo key {key} read before it was written")
                 m.stack.append(m.memo[key])
@@ -495,7 +501,7 @@ def _run(stream: IO[bytes], start: int) -> PickleScan:  # noqa: C901 - one dispa
                 pid = arg if name == "PERSID" else m.pop()
                 m.stack.append(Persistent(pid))
             elif name in ("EXT1", "EXT2", "EXT4"):
-                m.ext_codes.append(int(arg))
+                m.ext_codes.append(_int_arg(arg))
                 m.stack.append(Dynamic(f"extension code {arg}"))
                 m.dynamic += 1
             else:
