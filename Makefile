@@ -12,7 +12,10 @@ PYTEST_ARGS ?= -n 2
 
 export QTSAFE_REDIS_URL := $(REDIS_URL)
 
-.PHONY: help install test lint demo feature-sanity quality-gate quality-gate-collection scoreboard bench \
+BASE_DIR    ?= $(CURDIR)
+UNIT_DIR    ?= /etc/systemd/system
+
+.PHONY: install-systemd help install test lint demo feature-sanity quality-gate quality-gate-collection scoreboard bench \
         build-patchtst-dataset
 
 help:
@@ -23,7 +26,8 @@ help:
 	@echo "make quality-gate-collection  qtsafe quality-gate --mode collection --after \$$CUTOVER (exit 3 = collected)"
 	@echo "make quality-gate             qtsafe quality-gate --mode canary --after \$$CUTOVER (exit 0 = pass)"
 	@echo "make scoreboard               qtsafe scoreboard --after \$$CUTOVER"
-	@echo "make bench                    the read benchmark (1,000,000 entries in a local redis-server)"
+	@echo "make bench                    read and monitor-tick benchmarks (1,000,000 entries, local redis-server)"
+	@echo "make install-systemd          monitor service, watchdog service and timer (PYTHON, BASE_DIR, UNIT_DIR)"
 
 $(VENV)/.installed: pyproject.toml
 	$(BOOT_PYTHON) -m venv $(VENV)
@@ -59,3 +63,7 @@ scoreboard:
 
 bench: install
 	$(PYTHON) bench/bench_gate.py
+	$(PYTHON) bench/bench_monitor.py
+
+install-systemd:
+	bash scripts/install_systemd.sh "$(abspath $(PYTHON))" "$(BASE_DIR)" "$(UNIT_DIR)"

@@ -95,8 +95,9 @@ def cli(ctx: click.Context, config_path: str | None, debug: bool) -> None:
 
 
 def _register() -> None:
-    from qtsafe.cli import export, gate, sanity, scoreboard, simulate
+    from qtsafe.cli import export, gate, monitor, sanity, scoreboard, simulate
 
+    cli.add_command(monitor.monitor)
     cli.add_command(sanity.feature_sanity)
     cli.add_command(gate.quality_gate)
     cli.add_command(scoreboard.scoreboard)

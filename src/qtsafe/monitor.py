@@ -1,0 +1,523 @@
+"""The canary watch: every interval for the monitor's duration, judge what arrived since the last tick.
+
+Any violation rolls the canary back in-process (verified), journals and exits 2. Losing telemetry is a
+violation too: no new trade.intent for longer than the stall limit, or Redis errors on too many ticks
+in a row or in all. A run that completes with no violation journals ``monitoring_completed`` and exits
+0; a run stopped by a signal journals ``monitoring_stopped`` and exits 3 (the canary stays active,
+unmonitored, and ``canary status`` says so). No path ends in "safe" except completion.
+
+State is saved after every tick (``data/qsc_monitor_state.json``), so a monitor restarted after a
+crash resumes the same window, counted from activation, with its check history.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+from qtsafe import __version__
+from qtsafe.canary import state as canary_state
+from qtsafe.canary.journal import append_record
+from qtsafe.checks.ensemble import judge_ensemble
+from qtsafe.checks.quality import FAIL, judge_defects, judge_stats
+from qtsafe.config import Settings
+from qtsafe.errors import InputError, StateError, TelemetryError
+from qtsafe.fsio import atomic_write_json
+from qtsafe.reports import render, write_report
+from qtsafe.rolling import RollingEnsemble, RollingModel
+from qtsafe.status import Status
+from qtsafe.telemetry.parse import Telemetry, TelemetryBuilder
+from qtsafe.telemetry.sources import MAX_ID, Source, _next_id
+from qtsafe.timeutil import file_stamp, iso, parse_stream_id, parse_utc, stream_id_for, utc_now
+
+
+class Clock(Protocol):
+    def now(self) -> dt.datetime: ...
+
+    def sleep(self, seconds: float) -> None: ...
+
+
+class SystemClock:
+    """Wall-clock UTC time; sleeps end early when ``wake`` is set (a signal asked the monitor to stop)."""
+
+    def __init__(self) -> None:
+        self.wake = threading.Event()
+
+    def now(self) -> dt.datetime:
+        return utc_now()
+
+    def sleep(self, seconds: float) -> None:
+        self.wake.wait(seconds)
+
+
+@dataclasses.dataclass(frozen=True)
+class Tick:
+    """One check: what arrived, what was judged, and what (if anything) was violated."""
+
+    index: int
+    at: dt.datetime
+    new_events: int
+    total_events: int
+    state: str  # ok | inconclusive | error | violation
+    violations: tuple[str, ...]
+    models: dict[str, dict[str, Any]]
+    error: str | None = None
+    last_id: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"index": self.index, "at": iso(self.at), "new_events": self.new_events,
+                "total_events": self.total_events, "state": self.state, "violations": list(self.violations),
+                "models": self.models, "error": self.error, "last_id": self.last_id}
+
+
+def monitor_state_path(settings: Settings) -> Path:
+    return settings.data_dir / "qsc_monitor_state.json"
+
+
+def _json_float(value: float) -> float | None:
+    return None if value != value else round(float(value), 6)
+
+
+class Watch:
+    """Rolling state for one canary, fed from a source; pure apart from the reads it asks the source for."""
+
+    def __init__(self, settings: Settings, canary_id: str, model: str, activated_at: dt.datetime,
+                 saved: dict[str, Any] | None = None, stage: float | None = None) -> None:
+        self.settings = settings
+        self.canary_id = canary_id
+        self.stage = stage
+        self.model = model
+        self.activated_at = activated_at
+        window = settings.monitor.window_events
+        # Resume only the same canary at the same stage: a promotion starts a fresh window.
+        same = saved and saved.get("canary_id") == canary_id and saved.get("stage") == stage
+        saved = saved if same else None
+        self.resumed = saved is not None
+        self.last_id: str | None = saved["last_id"] if saved else None
+        self.checks: int = saved["checks"] if saved else 0
+        self.errors_total: int = saved["errors_total"] if saved else 0
+        self.errors_consecutive: int = saved["errors_consecutive"] if saved else 0
+        self.events: int = saved["events"] if saved else 0
+        self.last_event_ms: int | None = saved["last_event_ms"] if saved else None
+        self.models: dict[str, RollingModel] = (
+            {name: RollingModel.from_state(data) for name, data in saved["models"].items()} if saved else {})
+        self.ensemble = RollingEnsemble.from_state(saved["ensemble"]) if saved else RollingEnsemble(window)
+        self.timeline: list[dict[str, Any]] = list(saved["timeline"]) if saved else []
+        self.started_at: str = saved["started_at"] if saved else iso(utc_now()) or ""
+
+    # -- reading -------------------------------------------------------------------------------
+    def read_new(self, source: Source) -> Telemetry:
+        start = _next_id(self.last_id) if self.last_id else stream_id_for(self.activated_at)
+        builder = TelemetryBuilder()
+        for page in source.pages(start, MAX_ID):
+            builder.feed(page)
+        return builder.build()
+
+    def fold(self, telemetry: Telemetry) -> None:
+        """Add a batch of new telemetry to the rolling state (cost grows with the batch, not the stream)."""
+        offset = self.events
+        for name, columns in telemetry.models.items():
+            rolling = self.models.get(name)
+            if rolling is None:
+                rolling = self.models[name] = RollingModel(name, self.settings.monitor.window_events)
+            rolling.update(columns, telemetry.event_ms, offset, telemetry.evaluated)
+        self.ensemble.update(telemetry.votes)
+        self.events += telemetry.evaluated
+        if telemetry.evaluated:
+            self.last_event_ms = int(telemetry.event_ms[-1])
+        if telemetry.last_id:
+            self.last_id = telemetry.last_id
+
+    # -- judging -------------------------------------------------------------------------------
+    def judge(self, now: dt.datetime) -> tuple[list[str], bool, dict[str, dict[str, Any]]]:
+        """(violations, inconclusive, per-model figures) for the state as it stands."""
+        t = self.settings.thresholds
+        m = self.settings.monitor
+        violations: list[str] = []
+        inconclusive = False
+        figures: dict[str, dict[str, Any]] = {}
+        for name, rolling in sorted(self.models.items()):
+            findings = list(judge_defects(rolling.defects(), t, subject=name))
+            recent = rolling.recent(t)
+            state = "ok"
+            if recent.n >= m.window_events:
+                findings += judge_stats(recent, t, subject=name, scope=f"rolling window of {recent.n} events",
+                                        min_events=None)
+            else:
+                state = "inconclusive"
+            if rolling.n >= t.min_events_canary:
+                findings += judge_stats(rolling.cumulative(), t, subject=name, scope="time since activation",
+                                        min_events=None)
+            failing = [f.message for f in findings if f.severity == FAIL]
+            if failing:
+                state = "violation"
+            violations += failing
+            inconclusive = inconclusive or state == "inconclusive"
+            figures[name] = {"n": rolling.n, "window": recent.n, "std": _json_float(recent.conf_std),
+                             "spread": _json_float(recent.spread), "top": recent.top_action if recent.n else None,
+                             "state": state}
+        canary = self.models.get(self.model)
+        if self.events >= m.window_events and (
+            canary is None or self.events - 1 - canary.last_seen_event >= m.window_events
+        ):
+            violations.append(f"{self.model}: the canary is missing from the last {m.window_events} events")
+        ensemble = self.ensemble.figures()
+        if ensemble.events >= m.window_events:
+            violations += [f.message for f in judge_ensemble(ensemble, t, severity=FAIL)]
+        else:
+            inconclusive = True
+        last = (dt.datetime.fromtimestamp(self.last_event_ms / 1000, tz=dt.UTC) if self.last_event_ms is not None
+                else self.activated_at)
+        silent = (now - last).total_seconds()
+        if silent > m.stall_limit:
+            violations.append(f"telemetry stalled: no new trade.intent for {silent / 60:.1f} min "
+                              f"(limit {m.stall_limit / 60:.0f} min)")
+        if self.errors_consecutive >= m.max_consecutive_errors:
+            violations.append(f"telemetry lost: Redis errors on {self.errors_consecutive} consecutive checks "
+                              f"(limit {m.max_consecutive_errors})")
+        elif self.errors_total >= m.max_total_errors:
+            violations.append(f"telemetry unreliable: Redis errors on {self.errors_total} checks in all "
+                              f"(limit {m.max_total_errors})")
+        return violations, inconclusive, figures
+
+    def tick(self, source: Source, now: dt.datetime) -> Tick:
+        """Read what is new, fold it in, judge. A Redis error is counted, never treated as a pass."""
+        self.checks += 1
+        error = None
+        new_events = 0
+        try:
+            telemetry = self.read_new(source)
+        except (TelemetryError, InputError) as exc:
+            self.errors_total += 1
+            self.errors_consecutive += 1
+            error = str(exc)
+        else:
+            self.errors_consecutive = 0
+            self.fold(telemetry)
+            new_events = telemetry.evaluated
+        violations, inconclusive, figures = self.judge(now)
+        state = "violation" if violations else ("error" if error else ("inconclusive" if inconclusive else "ok"))
+        tick = Tick(self.checks, now, new_events, self.events, state, tuple(violations), figures, error, self.last_id)
+        self.timeline.append({"index": tick.index, "at": iso(now), "new": new_events, "events": self.events,
+                              "state": state, "models": {k: {"n": v["n"], "std": v["std"], "spread": v["spread"]}
+                                                         for k, v in figures.items()}})
+        return tick
+
+    def to_state(self) -> dict[str, Any]:
+        return {"canary_id": self.canary_id, "stage": self.stage, "model": self.model,
+                "activated_at": iso(self.activated_at),
+                "started_at": self.started_at, "last_id": self.last_id, "checks": self.checks,
+                "errors_total": self.errors_total, "errors_consecutive": self.errors_consecutive,
+                "events": self.events, "last_event_ms": self.last_event_ms,
+                "models": {k: v.to_state() for k, v in self.models.items()}, "ensemble": self.ensemble.to_state(),
+                "timeline": self.timeline[-2000:], "qtsafe_version": __version__}
+
+
+@dataclasses.dataclass(frozen=True)
+class MonitorResult:
+    status: Status
+    summary: str
+    canary_id: str | None
+    model: str | None
+    activated_at: str | None
+    ended_at: dt.datetime
+    checks: int
+    events: int
+    violations: tuple[str, ...]
+    rollback: dict[str, Any] | None
+    timeline: tuple[dict[str, Any], ...]
+    not_judged: tuple[str, ...]
+    resumed: bool = False
+    report_path: Path | None = None
+    json_path: Path | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"command": "monitor", "status": self.status.value, "summary": self.summary,
+                "canary_id": self.canary_id, "model": self.model, "activated_at": self.activated_at,
+                "ended_at": iso(self.ended_at), "checks": self.checks, "events": self.events,
+                "violations": list(self.violations), "rollback": self.rollback, "resumed": self.resumed,
+                "not_judged": list(self.not_judged), "timeline": list(self.timeline),
+                "report_path": str(self.report_path) if self.report_path else None,
+                "json_path": str(self.json_path) if self.json_path else None, "qtsafe_version": __version__}
+
+
+NOT_JUDGED = ("error rate and latency: the trade.intent payload carries no such fields today",)
+RollbackFn = Callable[..., Any]
+StatusLine = Callable[[str], None]
+StopCheck = Callable[[], str | None]
+
+
+def _activated_at(canary: canary_state.ActiveCanary) -> dt.datetime:
+    if not canary.activated_at:
+        raise StateError("the active canary has no activation time in its state; run 'qtsafe canary status'")
+    return parse_utc(canary.activated_at)
+
+
+def _stage_started_at(settings: Settings, canary: canary_state.ActiveCanary) -> dt.datetime:
+    """Each stage is watched from when it began: activation, or the promotion to the current share."""
+    stages = (canary_state.load_state(settings) or {}).get("stages") or []
+    if stages and isinstance(stages[-1], dict) and stages[-1].get("at") and \
+            float(stages[-1].get("share") or -1) == canary.stage:
+        return parse_utc(str(stages[-1]["at"]))
+    return _activated_at(canary)
+
+
+def status_line(tick: Tick, watch: Watch, remaining: float, elapsed: float) -> str:
+    """One line per tick: readable at a glance on a terminal and in journald."""
+    models = " ".join(f"{name}:{fig['state'][:4]}" for name, fig in tick.models.items())
+    return (f"[{iso(tick.at)}] check {tick.index} {tick.state.upper()} elapsed {elapsed / 3600:.2f}h "
+            f"remaining {remaining / 3600:.2f}h events {tick.total_events} (+{tick.new_events}) {models}"
+            + (f" error: {tick.error}" if tick.error else "")
+            + (f" violations: {'; '.join(tick.violations)}" if tick.violations else ""))
+
+
+def run_monitor(
+    settings: Settings,
+    source: Source,
+    *,
+    clock: Clock | None = None,
+    duration: float | None = None,
+    interval: float | None = None,
+    rollback_fn: RollbackFn | None = None,
+    stop_requested: StopCheck = lambda: None,
+    emit: StatusLine = lambda line: None,
+) -> MonitorResult:
+    """Watch the active canary until the window ends, a violation rolls it back, or a stop is asked for."""
+    clock = clock or SystemClock()
+    duration = settings.monitor.duration if duration is None else duration
+    interval = settings.monitor.interval if interval is None else interval
+    if rollback_fn is None:
+        from qtsafe.canary.lifecycle import rollback as rollback_fn
+    canary = canary_state.active_canary(settings)
+    if canary is None:
+        raise StateError(f"no active canary on {settings.unit}: nothing to monitor (see 'qtsafe canary status')")
+    activated = _stage_started_at(settings, canary)
+    saved = _load_saved(settings)
+    watch = Watch(settings, canary.canary_id, canary.model, activated, saved, stage=canary.stage)
+    end_at = activated + dt.timedelta(seconds=duration)
+    if not watch.resumed:
+        append_record(settings, "monitoring_started", canary_id=canary.canary_id, canary_model=canary.model,
+                      stage=canary.stage,
+                      duration_hours=round(duration / 3600, 4), interval_seconds=interval,
+                      window_events=settings.monitor.window_events)
+    while True:
+        now = clock.now()
+        tick = watch.tick(source, now)
+        atomic_write_json(monitor_state_path(settings), watch.to_state())
+        canary_state.write_heartbeat(settings, canary_id=canary.canary_id, canary_model=canary.model,
+                                     stage=canary.stage, checks=watch.checks, events=watch.events, state=tick.state,
+                                     last_id=watch.last_id)
+        emit(status_line(tick, watch, max((end_at - now).total_seconds(), 0), (now - activated).total_seconds()))
+        if tick.violations:
+            return _roll_back(settings, watch, tick, rollback_fn, now)
+        still = canary_state.active_canary(settings)
+        if still is None or still.canary_id != canary.canary_id or still.stage != canary.stage:
+            return _stopped(settings, watch, now, "the canary is no longer active (rolled back or replaced)")
+        reason = stop_requested()
+        if reason:
+            return _stopped(settings, watch, now, reason)
+        if now >= end_at:
+            return _completed(settings, watch, now, duration)
+        clock.sleep(min(interval, max((end_at - now).total_seconds(), 0.0)))
+        reason = stop_requested()
+        if reason:
+            return _stopped(settings, watch, clock.now(), reason)
+
+
+def _load_saved(settings: Settings) -> dict[str, Any] | None:
+    path = monitor_state_path(settings)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise StateError(f"monitor state {path} is unreadable ({exc}); move it aside to start a fresh window") from exc
+    return data if isinstance(data, dict) else None
+
+
+def _finish(settings: Settings, result: MonitorResult) -> MonitorResult:
+    stem = f"qsc_monitor_final_{file_stamp(result.ended_at)}"
+    directory = settings.reports_dir
+    result = dataclasses.replace(result, report_path=directory / f"{stem}.md", json_path=directory / f"{stem}.json")
+    markdown = render("monitor_final.md.j2", r=result, ended=iso(result.ended_at), timeline=_timeline_rows(result))
+    write_report(directory, stem, markdown, result.to_dict())
+    return result
+
+
+def _timeline_rows(result: MonitorResult) -> list[dict[str, Any]]:
+    rows = list(result.timeline)
+    if len(rows) <= 60:
+        return rows
+    step = max(len(rows) // 48, 1)
+    picked = rows[::step]
+    if picked[-1] is not rows[-1]:
+        picked.append(rows[-1])
+    return picked
+
+
+def _base(watch: Watch, now: dt.datetime) -> dict[str, Any]:
+    return {"canary_id": watch.canary_id, "model": watch.model, "activated_at": iso(watch.activated_at),
+            "ended_at": now, "checks": watch.checks, "events": watch.events, "timeline": tuple(watch.timeline),
+            "not_judged": NOT_JUDGED, "resumed": watch.resumed}
+
+
+def _roll_back(settings: Settings, watch: Watch, tick: Tick, rollback_fn: RollbackFn,
+               now: dt.datetime) -> MonitorResult:
+    outcome = rollback_fn(settings, trigger="qsc_monitor_violation", violations=list(tick.violations),
+                          reason=f"monitor check {tick.index}: {tick.violations[0]}")
+    data = outcome.to_dict() if hasattr(outcome, "to_dict") else dict(outcome)
+    verified = getattr(outcome, "status", None) is Status.PASS
+    summary = (f"FAIL: canary {watch.model} rolled back at check {tick.index} - {tick.violations[0]}"
+               if verified else
+               f"FAIL: canary {watch.model} violated at check {tick.index} and the ROLLBACK FAILED - "
+               f"{getattr(outcome, 'summary', '')}")
+    result = MonitorResult(status=Status.FAIL, summary=summary, violations=tick.violations, rollback=data,
+                           **_base(watch, now))
+    _clear_saved(settings)
+    return _finish(settings, result)
+
+
+def _completed(settings: Settings, watch: Watch, now: dt.datetime, duration: float) -> MonitorResult:
+    append_record(settings, "monitoring_completed", canary_id=watch.canary_id, canary_model=watch.model,
+                  duration_hours=round(duration / 3600, 4), checks_performed=watch.checks, events=watch.events,
+                  violations=None, result="safe", stage=watch.stage)
+    result = MonitorResult(status=Status.COMPLETED,
+                           summary=f"COMPLETED: canary {watch.model} watched {duration / 3600:.2f} h, "
+                                   f"{watch.checks} checks, {watch.events:,} events, no violation",
+                           violations=(), rollback=None, **_base(watch, now))
+    _clear_saved(settings)
+    return _finish(settings, result)
+
+
+def _stopped(settings: Settings, watch: Watch, now: dt.datetime, reason: str) -> MonitorResult:
+    append_record(settings, "monitoring_stopped", canary_id=watch.canary_id, canary_model=watch.model,
+                  reason=reason, checks_performed=watch.checks, events=watch.events, result="unmonitored")
+    result = MonitorResult(status=Status.STOPPED,
+                           summary=f"STOPPED: monitor of canary {watch.model} stopped after {watch.checks} checks "
+                                   f"({reason}); the canary is UNMONITORED - resume with 'qtsafe monitor' or roll "
+                                   "back with 'qtsafe canary rollback'",
+                           violations=(), rollback=None, **_base(watch, now))
+    return _finish(settings, result)
+
+
+def _clear_saved(settings: Settings) -> None:
+    monitor_state_path(settings).unlink(missing_ok=True)
+
+
+# -- watchdog ---------------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class WatchdogResult:
+    status: Status
+    summary: str
+    canary_id: str | None
+    heartbeat_age: float | None
+    rollback: dict[str, Any] | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"command": "monitor --watchdog", "status": self.status.value, "summary": self.summary,
+                "canary_id": self.canary_id, "heartbeat_age_seconds": self.heartbeat_age, "rollback": self.rollback}
+
+
+def run_watchdog(settings: Settings, *, rollback_fn: RollbackFn | None = None,
+                 now: dt.datetime | None = None) -> WatchdogResult:
+    """Roll back an active canary whose monitor has stopped beating. The analyser dying fails closed."""
+    if rollback_fn is None:
+        from qtsafe.canary.lifecycle import rollback as rollback_fn
+    now = now or utc_now()
+    limit = settings.monitor.heartbeat_max_age
+    canary = canary_state.active_canary(settings)
+    if canary is None:
+        return WatchdogResult(Status.PASS, "OK: no active canary; nothing to watch", None, None, None)
+    beat, age, problem = canary_state.read_heartbeat(settings)
+    if beat is not None and age is not None and beat.get("canary_id") == canary.canary_id and age <= limit:
+        return WatchdogResult(Status.PASS, f"OK: monitor of canary {canary.model} alive (heartbeat {age:.0f}s old)",
+                              canary.canary_id, age, None)
+    since = (now - _activated_at(canary)).total_seconds()
+    if beat is None and since <= limit:
+        return WatchdogResult(Status.WAIT, f"WAIT: canary {canary.model} activated {since:.0f}s ago and no monitor "
+                                           f"heartbeat yet (grace {limit:.0f}s): start 'qtsafe monitor'",
+                              canary.canary_id, None, None)
+    if beat is not None and beat.get("canary_id") != canary.canary_id:
+        why = f"the heartbeat belongs to another canary ({beat.get('canary_id')})"
+    elif age is not None:
+        why = f"monitor heartbeat is {age:.0f}s old (limit {limit:.0f}s)"
+    else:
+        why = problem or "no monitor heartbeat"
+    outcome = rollback_fn(settings, trigger="qsc_monitor_watchdog", violations=[why],
+                          reason=f"watchdog: {why}")
+    data = outcome.to_dict() if hasattr(outcome, "to_dict") else dict(outcome)
+    verified = getattr(outcome, "status", None) is Status.PASS
+    summary = (f"FAIL: monitor of canary {canary.model} is dead ({why}); canary rolled back"
+               if verified else f"FAIL: monitor of canary {canary.model} is dead ({why}) and the ROLLBACK FAILED - "
+                                f"{getattr(outcome, 'summary', '')}")
+    return WatchdogResult(Status.FAIL, summary, canary.canary_id, age, data)
+
+
+# -- replay -----------------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class ReplayResult:
+    status: Status
+    summary: str
+    model: str
+    from_id: str
+    to_id: str
+    checks: int
+    events: int
+    firings: tuple[dict[str, Any], ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"command": "monitor --replay", "status": self.status.value, "summary": self.summary,
+                "model": self.model, "from_id": self.from_id, "to_id": self.to_id, "checks": self.checks,
+                "events": self.events, "firings": list(self.firings)}
+
+
+def run_replay(settings: Settings, source: Source, from_id: str, to_id: str, *, model: str,
+               interval: float | None = None) -> ReplayResult:
+    """The monitor's rules over recorded telemetry at full speed, in ticks of stream time. Changes nothing."""
+    interval = settings.monitor.interval if interval is None else interval
+    start_ms, _ = parse_stream_id(from_id)
+    parse_stream_id(to_id)
+    activated = dt.datetime.fromtimestamp(start_ms / 1000, tz=dt.UTC)
+    watch = Watch(settings, f"replay-{from_id}", model, activated)
+    step = int(interval * 1000)
+    boundary = start_ms + step
+    firings: list[dict[str, Any]] = []
+    pending: list[Any] = []
+
+    def close_tick(at_ms: int) -> None:
+        builder = TelemetryBuilder()
+        if pending:
+            builder.feed(list(pending))
+            pending.clear()
+        watch.fold(builder.build())
+        watch.checks += 1
+        violations, _, _ = watch.judge(dt.datetime.fromtimestamp(at_ms / 1000, tz=dt.UTC))
+        if violations:
+            firings.append({"check": watch.checks, "at": iso(dt.datetime.fromtimestamp(at_ms / 1000, tz=dt.UTC)),
+                            "events": watch.events, "violations": violations})
+
+    for page in source.pages(from_id, to_id):
+        for entry in page:
+            ms = int(entry[0].split(b"-", 1)[0])
+            while ms > boundary:
+                close_tick(boundary)
+                boundary += step
+            pending.append(entry)
+    close_tick(boundary)
+    if firings:
+        first = firings[0]
+        summary = (f"FAIL: the monitor's rules would have fired at {first['at']} (check {first['check']}, "
+                   f"{first['events']:,} events): {first['violations'][0]}; {len(firings)} of {watch.checks} "
+                   "checks had a violation")
+        status = Status.FAIL
+    else:
+        summary = f"PASS: no rule would have fired over {watch.checks} checks and {watch.events:,} events"
+        status = Status.PASS
+    return ReplayResult(status, summary, model, from_id, to_id, watch.checks, watch.events, tuple(firings))

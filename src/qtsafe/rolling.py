@@ -1,0 +1,158 @@
+"""Rolling per-model state for the monitor: a recent window and cumulative figures, updated from new
+events only, so a tick's cost does not grow with the length of the stream.
+
+Cumulative percentiles come from a fixed histogram (bins of 0.001 over [0, 1], one bin above 1):
+P10/P90 to within 0.001, which is far finer than the 0.12 spread rule. The recent window keeps the
+last N votes exactly (ring arrays), judged with the same code as the gate.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import numpy as np
+
+from qtsafe.checks.ensemble import EnsembleFigures
+from qtsafe.checks.quality import ACTIONS, ModelStats, VoteDefects, model_stats
+from qtsafe.config import Thresholds
+from qtsafe.telemetry.parse import BAD_VOTE_KINDS, INVALID_KINDS, ModelColumns
+
+BINS = 1001  # [0, 0.001), ..., [0.999, 1.0], and one bin for values above 1
+_EDGES = np.linspace(0.0, 1.0, 1001)
+
+
+@dataclasses.dataclass
+class RollingModel:
+    """One model since activation: the last ``window`` valid votes and cumulative counters."""
+
+    name: str
+    window: int
+    actions: np.ndarray = dataclasses.field(default_factory=lambda: np.empty(0, np.int8))
+    conf: np.ndarray = dataclasses.field(default_factory=lambda: np.empty(0, np.float64))
+    stamps: np.ndarray = dataclasses.field(default_factory=lambda: np.empty(0, np.int64))
+    n: int = 0
+    action_counts: list[int] = dataclasses.field(default_factory=lambda: [0, 0, 0])
+    total: float = 0.0
+    total_sq: float = 0.0
+    histogram: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(BINS, np.int64))
+    present: int = 0
+    inactive: int = 0
+    above_one: int = 0
+    invalid: dict[str, int] = dataclasses.field(default_factory=lambda: dict.fromkeys(INVALID_KINDS, 0))
+    bad: dict[str, int] = dataclasses.field(default_factory=lambda: dict.fromkeys(BAD_VOTE_KINDS, 0))
+    last_seen_event: int = -1  # global evaluated-event index of the model's newest breakdown entry
+
+    def update(self, columns: ModelColumns, event_ms: np.ndarray, event_offset: int, events_in_batch: int) -> None:
+        """Fold one batch of new votes in (columns are that batch's, event indices local to it)."""
+        d = columns.defects
+        self.present += d.present
+        self.inactive += d.inactive
+        self.above_one += d.above_one
+        for kind, value in d.invalid_confidence.items():
+            self.invalid[kind] = self.invalid.get(kind, 0) + value
+        for kind, value in d.bad_votes.items():
+            self.bad[kind] = self.bad.get(kind, 0) + value
+        if d.present:
+            # Seen in this batch: precise enough for the "canary missing" rule, which looks at whole windows.
+            self.last_seen_event = event_offset + events_in_batch - 1
+        if not columns.n_valid:
+            return
+        action, conf = columns.action, columns.conf
+        stamps = event_ms[columns.event_idx]
+        self.n += int(action.shape[0])
+        counts = np.bincount(action.astype(np.int64), minlength=3)
+        self.action_counts = [self.action_counts[i] + int(counts[i]) for i in range(3)]
+        self.total += float(conf.sum())
+        self.total_sq += float(np.square(conf).sum())
+        bins = np.minimum(np.searchsorted(_EDGES, conf, side="right") - 1, BINS - 1)
+        bins[conf > 1.0] = BINS - 1
+        self.histogram += np.bincount(bins, minlength=BINS)
+        self.actions = np.concatenate([self.actions, action])[-self.window:]
+        self.conf = np.concatenate([self.conf, conf])[-self.window:]
+        self.stamps = np.concatenate([self.stamps, stamps])[-self.window:]
+
+    def recent(self, thresholds: Thresholds, newer_than_ms: int | None = None) -> ModelStats:
+        keep = slice(None) if newer_than_ms is None else self.stamps >= newer_than_ms
+        return model_stats(self.actions[keep], self.conf[keep], thresholds)
+
+    def cumulative(self) -> ModelStats:
+        """Whole-since-activation figures from the counters (percentiles from the histogram)."""
+        n = self.n
+        counts = {a: self.action_counts[i] for i, a in enumerate(ACTIONS)}
+        if n == 0:
+            nan = float("nan")
+            return ModelStats(0, counts, {a: nan for a in ACTIONS}, nan, nan, nan, nan, nan, nan)
+        mean = self.total / n
+        std = math.sqrt(max(self.total_sq / n - mean * mean, 0.0))
+        cum = np.cumsum(self.histogram)
+
+        def pct(q: float) -> float:
+            index = int(np.searchsorted(cum, q * n, side="left"))
+            return 1.0 if index >= BINS - 1 else (index + 0.5) / 1000.0
+
+        return ModelStats(n, counts, {a: counts[a] / n for a in ACTIONS}, mean, std, pct(0.10), pct(0.50),
+                          pct(0.90), float("nan"))
+
+    def defects(self) -> VoteDefects:
+        return VoteDefects(self.present, self.inactive, dict(self.invalid), self.above_one, dict(self.bad))
+
+    def to_state(self) -> dict[str, Any]:
+        nonzero = np.flatnonzero(self.histogram)
+        return {
+            "name": self.name, "window": self.window, "actions": self.actions.tolist(), "conf": self.conf.tolist(),
+            "stamps": self.stamps.tolist(), "n": self.n, "action_counts": self.action_counts, "total": self.total,
+            "total_sq": self.total_sq, "histogram": {str(int(i)): int(self.histogram[i]) for i in nonzero},
+            "present": self.present, "inactive": self.inactive, "above_one": self.above_one,
+            "invalid": self.invalid, "bad": self.bad, "last_seen_event": self.last_seen_event,
+        }
+
+    @classmethod
+    def from_state(cls, data: dict[str, Any]) -> RollingModel:
+        histogram = np.zeros(BINS, np.int64)
+        for key, value in data["histogram"].items():
+            histogram[int(key)] = int(value)
+        return cls(
+            name=data["name"], window=int(data["window"]), actions=np.array(data["actions"], np.int8),
+            conf=np.array(data["conf"], np.float64), stamps=np.array(data["stamps"], np.int64), n=int(data["n"]),
+            action_counts=[int(x) for x in data["action_counts"]], total=float(data["total"]),
+            total_sq=float(data["total_sq"]), histogram=histogram, present=int(data["present"]),
+            inactive=int(data["inactive"]), above_one=int(data["above_one"]), invalid=dict(data["invalid"]),
+            bad=dict(data["bad"]), last_seen_event=int(data["last_seen_event"]),
+        )
+
+
+@dataclasses.dataclass
+class RollingEnsemble:
+    """Per-event plurality share and hard disagreement over the last ``window`` judged events."""
+
+    window: int
+    shares: np.ndarray = dataclasses.field(default_factory=lambda: np.empty(0, np.float64))
+    hard: np.ndarray = dataclasses.field(default_factory=lambda: np.empty(0, bool))
+
+    def update(self, votes: np.ndarray) -> None:
+        if votes.size == 0:
+            return
+        counts = votes.astype(np.int64)
+        voters = counts.sum(axis=1)
+        judged = voters >= 2
+        if not judged.any():
+            return
+        share = counts[judged].max(axis=1) / voters[judged]
+        hard = (counts[judged, 0] > 0) & (counts[judged, 1] > 0)
+        self.shares = np.concatenate([self.shares, share])[-self.window:]
+        self.hard = np.concatenate([self.hard, hard])[-self.window:]
+
+    def figures(self) -> EnsembleFigures:
+        n = int(self.shares.shape[0])
+        if n == 0:
+            return EnsembleFigures(0, float("nan"), float("nan"))
+        return EnsembleFigures(n, float(self.shares.mean()), float(np.count_nonzero(self.hard) / n))
+
+    def to_state(self) -> dict[str, Any]:
+        return {"window": self.window, "shares": self.shares.tolist(), "hard": self.hard.tolist()}
+
+    @classmethod
+    def from_state(cls, data: dict[str, Any]) -> RollingEnsemble:
+        return cls(int(data["window"]), np.array(data["shares"], np.float64), np.array(data["hard"], bool))

@@ -1,0 +1,214 @@
+"""The 6-hour watch in seconds: healthy, collapse, stall, flaky Redis, crash and resume, stop, watchdog."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+from typing import Any
+
+import pytest
+
+from qtsafe import monitor as mon
+from qtsafe.canary import state as st
+from qtsafe.errors import StateError, TelemetryError
+from qtsafe.status import Status, exit_code_for
+from qtsafe.telemetry import RedisStreamSource
+from tests.canary.conftest import Root
+from tests.conftest import STREAM
+from tests.monitor.conftest import FastClock, write_events
+
+PER_TICK = 40
+
+
+def producer(client: Any, scenario_at: Any = lambda elapsed: "healthy", start: dt.datetime | None = None):
+    """Between ticks, write PER_TICK events of the scenario the elapsed time calls for (None: write nothing)."""
+
+    def on_sleep(clock: FastClock, before: dt.datetime) -> None:
+        elapsed = (clock.t - start).total_seconds() if start else 0
+        scenario = scenario_at(elapsed)
+        if scenario:
+            write_events(client, scenario, PER_TICK, before, clock.t, seed=clock.sleeps)
+
+    return on_sleep
+
+
+def run(activated: dict[str, Any], client: Any, clock: FastClock, source: Any = None, **kw: Any) -> mon.MonitorResult:
+    settings = activated["settings"]
+    return mon.run_monitor(settings, source or RedisStreamSource(client, STREAM), clock=clock, **kw)
+
+
+def test_healthy_six_hours_completes(root: Root, activated, fake_redis) -> None:
+    start = activated["at"]
+    write_events(fake_redis, "healthy", 400, start - dt.timedelta(minutes=5), start - dt.timedelta(seconds=1),
+                 seed=1)  # before activation: not judged
+    clock = FastClock(start, producer(fake_redis, start=start))
+    result = run(activated, fake_redis, clock, interval=60)
+    assert result.status is Status.COMPLETED, result.summary
+    assert exit_code_for(result.status) == 0
+    assert result.checks == 361 and result.events == 360 * PER_TICK  # the pre-activation 400 are not judged
+    assert result.summary.startswith("COMPLETED: canary patchtst watched 6.00 h, 361 checks")
+    record = root.records()[-1]
+    assert record["action"] == "monitoring_completed" and record["result"] == "safe"
+    assert record["checks_performed"] == 361 and record["duration_hours"] == 6 and record["violations"] is None
+    assert root.actions() == ["canary_activated", "monitoring_started", "monitoring_completed"]
+    report = result.report_path.read_text()
+    assert report.startswith("# COMPLETED") and "## Timeline" in report
+    assert st.active_canary(activated["settings"]) is not None  # completion does not touch the canary
+    assert root.verbs() == []
+
+
+def test_collapse_at_hour_three_rolls_back_within_a_tick(root: Root, activated, fake_redis) -> None:
+    start = activated["at"]
+    clock = FastClock(start, producer(fake_redis, lambda e: "collapsed" if e > 3 * 3600 else "healthy", start))
+    result = run(activated, fake_redis, clock, interval=60)
+    assert result.status is Status.FAIL
+    # Collapse starts after check 181 (hour 3); the 200-event window (5 ticks of 40) is all-collapsed 5 later.
+    collapse_tick = 181
+    assert collapse_tick <= result.checks <= collapse_tick + 5
+    # Narrow range fires first, while the 200-event window is still partly healthy.
+    assert result.violations[0].startswith("patchtst: confidence P10-P90 spread"), result.violations
+    assert result.rollback["status"] == "PASS"
+    assert "systemctl daemon-reload" in root.verbs() and "systemctl restart" in root.verbs()
+    assert not root.dropin.exists()
+    rb = [r for r in root.records() if r["action"] == "rollback_executed"][-1]
+    assert rb["trigger"] == "qsc_monitor_violation" and rb["violations"] == list(result.violations)
+    assert st.active_canary(activated["settings"]) is None
+    assert result.report_path.name.startswith("qsc_monitor_final_")
+
+
+def test_stall_rolls_back(root: Root, activated, fake_redis) -> None:
+    start = activated["at"]
+    clock = FastClock(start, producer(fake_redis, lambda e: "healthy" if e < 3600 else None, start))
+    result = run(activated, fake_redis, clock, interval=60)
+    assert result.status is Status.FAIL
+    assert result.violations[0].startswith("telemetry stalled: no new trade.intent for 11.0 min")
+    assert result.rollback["status"] == "PASS"
+
+
+class FlakySource:
+    """Every other read fails as a dropped Redis connection would."""
+
+    def __init__(self, inner: RedisStreamSource) -> None:
+        self.inner = inner
+        self.calls = 0
+
+    def pages(self, *args: Any, **kwargs: Any):
+        self.calls += 1
+        if self.calls % 2 == 0:
+            raise TelemetryError("Redis at redis://127.0.0.1:6379/0 (stream x): unreachable (Connection refused)")
+        return self.inner.pages(*args, **kwargs)
+
+
+def test_every_other_tick_failing_exhausts_the_total_budget(root: Root, activated, fake_redis) -> None:
+    start = activated["at"]
+    clock = FastClock(start, producer(fake_redis, start=start))
+    result = run(activated, fake_redis, clock, source=FlakySource(RedisStreamSource(fake_redis, STREAM)), interval=30)
+    assert result.status is Status.FAIL
+    assert result.checks == 10  # errors on checks 2, 4, 6, 8, 10: never 3 in a row, 5 in all
+    assert result.violations == ("telemetry unreliable: Redis errors on 5 checks in all (limit 5)",)
+
+
+def test_consecutive_errors(root: Root, activated, fake_redis) -> None:
+    class Down:
+        def pages(self, *a: Any, **k: Any):
+            raise TelemetryError("Redis at redis://x (stream y): timed out")
+
+    clock = FastClock(activated["at"])
+    result = run(activated, fake_redis, clock, source=Down(), interval=30)
+    assert result.checks == 3
+    assert result.violations == ("telemetry lost: Redis errors on 3 consecutive checks (limit 3)",)
+
+
+class Crash(BaseException):
+    pass
+
+
+def test_killed_and_restarted_resumes_the_same_window(root: Root, activated, fake_redis) -> None:
+    start = activated["at"]
+    feed = producer(fake_redis, start=start)
+
+    def crash_at_tick_50(clock: FastClock, before: dt.datetime) -> None:
+        feed(clock, before)
+        if clock.sleeps == 50:
+            raise Crash()
+
+    clock = FastClock(start, crash_at_tick_50)
+    with pytest.raises(Crash):
+        run(activated, fake_redis, clock, interval=60)
+    saved = json.loads(mon.monitor_state_path(activated["settings"]).read_text())
+    assert saved["checks"] == 50
+    # A restart an instant later, same canary: the same window, the history carried on.
+    clock2 = FastClock(clock.t, feed)
+    result = run(activated, fake_redis, clock2, interval=60)
+    assert result.status is Status.COMPLETED and result.resumed
+    assert result.checks == 361 - 1 + 1  # the crashed sleep's tick is re-run on resume: 50 + 311
+    assert result.events == 360 * PER_TICK
+    assert root.actions().count("monitoring_started") == 1
+
+
+def test_sigterm_style_stop_exits_3_and_journals(root: Root, activated, fake_redis) -> None:
+    clock = FastClock(activated["at"], producer(fake_redis, start=activated["at"]))
+    stop_after = {"n": 0}
+
+    def stop() -> str | None:
+        stop_after["n"] += 1
+        return "received SIGTERM" if stop_after["n"] >= 6 else None
+
+    result = run(activated, fake_redis, clock, interval=60, stop_requested=stop)
+    assert result.status is Status.STOPPED and exit_code_for(result.status) == 3
+    record = root.records()[-1]
+    assert record["action"] == "monitoring_stopped" and record["reason"] == "received SIGTERM"
+    assert record["result"] == "unmonitored"
+    assert st.active_canary(activated["settings"]) is not None
+
+
+def test_no_active_canary_is_an_error(root: Root, fake_redis) -> None:
+    with pytest.raises(StateError, match="no active canary"):
+        mon.run_monitor(root.settings(), RedisStreamSource(fake_redis, STREAM),
+                        clock=FastClock(dt.datetime.now(dt.UTC)))
+
+
+def test_watchdog_rolls_back_a_canary_whose_heartbeat_is_stale(root: Root, activated) -> None:
+    settings = activated["settings"]
+    st.write_heartbeat(settings, canary_id=activated["canary"].canary_id, canary_model="patchtst")
+    fresh = mon.run_watchdog(settings)
+    assert fresh.status is Status.PASS and fresh.summary.startswith("OK: monitor of canary patchtst alive")
+    stale = dataclasses.replace(settings, monitor=dataclasses.replace(settings.monitor, heartbeat_max_age=0.0))
+    import time
+    time.sleep(0.01)
+    result = mon.run_watchdog(stale)
+    assert result.status is Status.FAIL
+    assert result.summary.startswith("FAIL: monitor of canary patchtst is dead (monitor heartbeat is")
+    assert result.rollback["status"] == "PASS"
+    rb = root.records()[-1]
+    assert rb["action"] == "rollback_executed" and rb["trigger"] == "qsc_monitor_watchdog"
+    assert mon.run_watchdog(settings).summary == "OK: no active canary; nothing to watch"
+
+
+def test_watchdog_grace_then_rollback_without_any_heartbeat(root: Root, activated) -> None:
+    settings = activated["settings"]
+    early = mon.run_watchdog(settings, now=activated["at"] + dt.timedelta(seconds=30))
+    assert early.status is Status.WAIT
+    late = mon.run_watchdog(settings, now=activated["at"] + dt.timedelta(hours=1))
+    assert late.status is Status.FAIL and "no monitor heartbeat" in late.summary
+
+
+def test_replay_reports_when_rules_would_fire(root: Root, fake_redis) -> None:
+    base = dt.datetime(2026, 1, 10, 6, 0, tzinfo=dt.UTC)
+    write_events(fake_redis, "healthy", 600, base, base + dt.timedelta(minutes=30), seed=1)
+    write_events(fake_redis, "collapsed", 600, base + dt.timedelta(minutes=30), base + dt.timedelta(minutes=60),
+                 seed=2)
+    first = fake_redis.xrange(STREAM, count=1)[0][0].decode()
+    last = fake_redis.xrevrange(STREAM, count=1)[0][0].decode()
+    before = root.snapshot()
+    result = mon.run_replay(root.settings(), RedisStreamSource(fake_redis, STREAM), first, last, model="patchtst")
+    assert result.status is Status.FAIL
+    fired = dt.datetime.fromisoformat(result.firings[0]["at"].replace("Z", "+00:00"))
+    # 20 events a minute, a 200-event window: the spread rule fires once ~80 % of the window is collapsed.
+    assert base + dt.timedelta(minutes=30) < fired <= base + dt.timedelta(minutes=40)
+    assert "patchtst" in result.firings[0]["violations"][0]
+    assert root.snapshot() == before and root.verbs() == []  # replay changes nothing
+    healthy = mon.run_replay(root.settings(), RedisStreamSource(fake_redis, STREAM), first,
+                             f"{int(first.split('-')[0]) + 25 * 60_000}-0", model="patchtst")
+    assert healthy.status is Status.PASS, healthy.firings[:1]

@@ -1,0 +1,49 @@
+"""The shipped units, as `make install-systemd` renders them, pass systemd-analyze verify."""
+
+from __future__ import annotations
+
+import configparser
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+UNITS = ("quantum-qsc-monitor.service", "quantum-qsc-watchdog.service", "quantum-qsc-watchdog.timer")
+
+
+def test_install_script_renders_verifies_and_reloads(tmp_path: Path) -> None:
+    unit_dir = tmp_path / "units"
+    calls = tmp_path / "calls.txt"
+    fake = tmp_path / "systemctl"
+    fake.write_text(f"#!/bin/sh\necho \"$@\" >> {calls}\n")
+    fake.chmod(0o755)
+    python = os.path.realpath(sys.executable)
+    done = subprocess.run(["bash", str(ROOT / "scripts" / "install_systemd.sh"), python, str(tmp_path),
+                           str(unit_dir), str(fake)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr  # includes systemd-analyze verify of all three
+    assert calls.read_text().splitlines() == ["daemon-reload", "enable --now quantum-qsc-watchdog.timer"]
+    monitor = (unit_dir / "quantum-qsc-monitor.service").read_text()
+    assert f"ExecStart={python} -m qtsafe monitor" in monitor
+    assert f"QTSAFE_BASE_DIR={tmp_path}" in monitor
+
+
+def test_verify_fails_on_a_broken_unit(tmp_path: Path) -> None:
+    # The check above can fail: a unit pointing at a missing interpreter is refused.
+    broken = tmp_path / "quantum-qsc-monitor.service"
+    broken.write_text((ROOT / "systemd" / "quantum-qsc-monitor.service").read_text())
+    done = subprocess.run(["systemd-analyze", "verify", str(broken)], capture_output=True, text=True)
+    assert done.returncode != 0 and "is not executable" in done.stderr
+
+
+def test_monitor_unit_policy() -> None:
+    parser = configparser.ConfigParser(strict=False, interpolation=None)
+    parser.optionxform = str  # type: ignore[assignment]
+    parser.read(ROOT / "systemd" / "quantum-qsc-monitor.service")
+    service = parser["Service"]
+    assert service["Restart"] == "on-failure"
+    assert service["RestartPreventExitStatus"] == "2 3"  # a rollback or a stop is final, never a restart loop
+    assert 6 * 3600 < int(service["RuntimeMaxSec"]) <= 6 * 3600 + 1800
+    timer = configparser.ConfigParser(strict=False, interpolation=None)
+    timer.read(ROOT / "systemd" / "quantum-qsc-watchdog.timer")
+    assert timer["Timer"]["Unit"] == "quantum-qsc-watchdog.service"
