@@ -109,7 +109,8 @@ def test_pytorch_model_pickled_instead_of_saved_is_named_in_plain_words(artifact
     assert result.failures[0].code == "torch_pickled"
     assert result.failures[0].message.startswith(TORCH_PICKLED_MESSAGE)
     assert "Invalid magic number" in result.failures[0].message
-    assert result.headline().startswith("a PyTorch model pickled instead of saved with torch.save")
+    assert result.headline().startswith("a PyTorch model pickled instead of saved with torch.save "
+                                        "(nn.Module tests.models.tiny_arch.TinyNet)")
 
 
 def test_whole_module_saved_with_torch_save(artifacts: Artifacts) -> None:

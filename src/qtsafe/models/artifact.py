@@ -392,7 +392,13 @@ def _judge_pickle(scan: PickleScan, size: int, draft: _Draft) -> None:
     if torch_refs:
         draft.library = "torch"
         modules = _torch_module_classes(scan.globals)
-        what = "nn.Module " + ", ".join(modules[:3]) if modules else "tensors"
+        root_class = _root_class(scan.root)
+        if root_class and not root_class.startswith("torch._utils"):
+            what = f"nn.Module {root_class}"
+        elif modules:
+            what = f"nn.Module {modules[0]}"
+        else:
+            what = "tensors"
         draft.fail("torch_pickled",
                    f"{TORCH_PICKLED_MESSAGE} ({what}): torch.load rejects it ('Invalid magic number; corrupt "
                    "file?') and pickle.load would run its code; re-save with "
@@ -422,6 +428,17 @@ def _record_globals(refs: Iterable[GlobalRef], draft: _Draft) -> list[tuple[Glob
         out.append((ref, verdict))
         draft.globals.append(GlobalInfo(ref.dotted, verdict.value))
     return out
+
+
+def _root_class(root: Any) -> str | None:
+    """The class of the pickled top-level object (NEWOBJ / copyreg._reconstructor), if any."""
+    if not isinstance(root, Call):
+        return None
+    func = root.func
+    if isinstance(func, GlobalRef) and func.dotted in ("copyreg._reconstructor", "copy_reg._reconstructor"):
+        args = root.args if isinstance(root.args, tuple) else ()
+        func = args[0] if args else None
+    return func.dotted if isinstance(func, GlobalRef) else None
 
 
 def _torch_module_classes(refs: Iterable[GlobalRef]) -> list[str]:
