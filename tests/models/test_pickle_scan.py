@@ -54,6 +54,14 @@ def test_plain_data_lists_the_same_imports_as_pickletools(protocol: int) -> None
     assert scan.end == len(data)
 
 
+@pytest.mark.parametrize("rng", [np.random.RandomState(0), np.random.default_rng(0)],
+                         ids=["RandomState", "Generator"])
+def test_random_generators_are_data(rng: object) -> None:
+    scan = scan_pickle_bytes(pickle.dumps({"random_state": rng}))
+    verdicts = {g.dotted: classify_global(g) for g in scan.globals}
+    assert set(verdicts.values()) == {GlobalVerdict.DATA}, verdicts
+
+
 def test_root_structure_is_kept_as_inert_placeholders() -> None:
     data = pickle.dumps({"a": [1, 2, {"b": "c"}], "t": (1, 2)}, protocol=4)
     scan = scan_pickle_bytes(data)

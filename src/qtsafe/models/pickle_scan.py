@@ -164,6 +164,17 @@ _DATA_GLOBALS = frozenset(
         "numpy.core.numeric._frombuffer",
         "numpy._core.numeric._frombuffer",
         "joblib.numpy_pickle.NumpyArrayWrapper",
+        # Random generators (estimators keep a RandomState): rebuilt from a generator name and its state.
+        "numpy.random._pickle.__randomstate_ctor",
+        "numpy.random._pickle.__bit_generator_ctor",
+        "numpy.random._pickle.__generator_ctor",
+        "numpy.random._mt19937.MT19937",
+        "numpy.random._pcg64.PCG64",
+        "numpy.random._pcg64.PCG64DXSM",
+        "numpy.random._philox.Philox",
+        "numpy.random._sfc64.SFC64",
+        "numpy.random.bit_generator.SeedSequence",
+        "numpy.random.bit_generator.__pyx_unpickle_SeedSequence",
     }
 )
 # numpy 2 pickles dtypes as numpy.dtypes.Float32DType and friends: classes, no side effects.
