@@ -35,7 +35,7 @@ def test_operator_loop_on_real_redis(root: Root, redis_server, real_redis) -> No
         "systemctl is-active", "systemctl show", "systemctl show",  # unit active, Environment, ActiveEnterTimestamp
         "systemctl daemon-reload", "systemctl restart", "systemctl is-active", "systemctl is-active",
         "systemctl show", "journalctl -u"]
-    assert root.calls()[2] == ["systemctl", "show", UNIT, "-p", "ActiveEnterTimestamp"]
+    assert root.calls()[2] == ["systemctl", "show", UNIT, "-p", "ActiveEnterTimestamp", "--timestamp=utc"]
     # Files: drop-in (live and local copy), canary and baseline weights, backups, state, the gate's report.
     data = root.base / "data"
     assert root.dropin.read_text() == (data / "systemd_overrides" / "qsc_canary.conf").read_text()

@@ -217,3 +217,29 @@ def test_loosened_threshold_is_visible(fake_redis, make_stream, run_cli, tmp_pat
     assert "loosened thresholds: thresholds.std_min=0.001 (default 0.05)" in r.stdout
     md = next((tmp_path / "reports" / "safety").glob("*.md")).read_text()
     assert "**Loosened past the default:** `thresholds.std_min` = 0.001" in md
+
+
+def test_after_auto_asks_systemd_in_utc(fake_redis, make_stream, run_cli, tmp_path: Path) -> None:
+    entries = make_stream(fake_redis, "healthy", 600)
+    started_ms = int(entries[100]["id"].split("-")[0])
+    import datetime as dt
+    started = dt.datetime.fromtimestamp(started_ms // 1000, tz=dt.timezone.utc)
+    calls = tmp_path / "calls"
+    fake = tmp_path / "systemctl"
+    fake.write_text(f'#!/bin/sh\necho "$@" >> {calls}\n'
+                    f'echo "ActiveEnterTimestamp={started.strftime("%a %Y-%m-%d %H:%M:%S")} UTC"\n')
+    fake.chmod(0o755)
+    r = run_cli("quality-gate", "--mode", "collection", "--after", "auto", "--json", "--base-dir", str(tmp_path),
+                env={"QTSAFE_SYSTEMCTL": str(fake), "QTSAFE_UNIT": "quantum-ai_engine.service"})
+    data = json.loads(r.stdout)
+    assert data["window"]["after_origin"] == "auto (quantum-ai_engine.service ActiveEnterTimestamp)"
+    assert data["window"]["start_id"] == f"{int(started.timestamp() * 1000)}-0"
+    assert calls.read_text().split() == ["show", "quantum-ai_engine.service", "-p", "ActiveEnterTimestamp",
+                                         "--timestamp=utc"]
+    fake.write_text('#!/bin/sh\necho "ActiveEnterTimestamp="\n')
+    r = run_cli("quality-gate", "--mode", "canary", "--after", "auto", env={"QTSAFE_SYSTEMCTL": str(fake)})
+    assert r.exit_code == 2
+    assert r.stderr.startswith("qtsafe: error: quantum-ai-engine.service has no usable ActiveEnterTimestamp")
+    fake.write_text('#!/bin/sh\necho "ActiveEnterTimestamp=Sat 2026-01-10 06:40:00 CET"\n')
+    r = run_cli("quality-gate", "--mode", "canary", "--after", "auto", env={"QTSAFE_SYSTEMCTL": str(fake)})
+    assert r.exit_code == 2 and "is not in UTC" in r.stderr

@@ -547,11 +547,7 @@ def _resolve_after(after: Any, systemd: Systemd) -> Any:
         return after
     if after.strip().lower() != "auto":
         return parse_utc(after)
-    raw = systemd.active_enter_timestamp()
-    match = re.search(r"(\d{4}-\d{2}-\d{2}) (\d{2}:\d{2}:\d{2})", raw)
-    if not match:
-        raise InputError(f"cannot read the unit's ActiveEnterTimestamp ({raw!r}) for --after auto")
-    return parse_utc(f"{match.group(1)}T{match.group(2)}Z")
+    return systemd.active_since()
 
 
 def _plan(settings: Settings, prep: _Prepared) -> dict[str, Any]:

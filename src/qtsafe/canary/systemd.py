@@ -8,6 +8,8 @@ mostly runs it for real against a fake ``systemctl`` script on PATH.
 
 from __future__ import annotations
 
+import datetime as dt
+import re
 import shlex
 import subprocess
 from collections.abc import Sequence
@@ -86,9 +88,22 @@ class Systemd:
         """The unit's configured ``Environment=`` (unit file plus drop-ins, as of the last daemon-reload)."""
         return parse_environment(self.show("Environment"))
 
-    def active_enter_timestamp(self) -> str:
-        """``ActiveEnterTimestamp`` as systemd prints it (e.g. ``Fri 2026-01-10 05:43:15 UTC``); '' if never."""
-        return self.show("ActiveEnterTimestamp").partition("=")[2].strip()
+    def active_since(self) -> dt.datetime:
+        """When the unit last entered 'active', as an aware UTC datetime.
+
+        Asked for with ``--timestamp=utc`` so no local zone has to be guessed; a zone other than UTC in
+        the answer is refused rather than misread. Never active (empty or ``n/a``) is an error.
+        """
+        proc = self._run([self.settings.systemctl, "show", self.unit, "-p", "ActiveEnterTimestamp",
+                          "--timestamp=utc"], self.query_timeout)
+        line = next((x for x in (proc.stdout or "").splitlines() if x.startswith("ActiveEnterTimestamp=")), "")
+        raw = line.partition("=")[2].strip()
+        match = re.search(r"(\d{4}-\d{2}-\d{2}) (\d{2}:\d{2}:\d{2})(?: (\S+))?$", raw)
+        if not match:
+            raise SystemdError(f"{self.unit} has no usable ActiveEnterTimestamp ({raw or 'empty'!r}); is it running?")
+        if match.group(3) not in (None, "UTC"):
+            raise SystemdError(f"{self.unit} ActiveEnterTimestamp is not in UTC: {raw!r}")
+        return dt.datetime.fromisoformat(f"{match.group(1)}T{match.group(2)}+00:00")
 
     def journal_tail(self, lines: int = 20) -> list[str]:
         """The unit's last ``lines`` journal lines, kept as proof. Failure here is reported, not fatal."""

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import subprocess
 
 from qtsafe.config import Settings
-from qtsafe.errors import InputError, SystemdError
+from qtsafe.errors import InputError
 from qtsafe.telemetry.sources import MAX_ID, MIN_ID
-from qtsafe.timeutil import UTC, iso, parse_utc, stream_id_for
+from qtsafe.timeutil import iso, parse_utc, stream_id_for
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,28 +35,9 @@ class Window:
 
 def unit_active_since(settings: Settings) -> dt.datetime:
     """When the engine unit last entered 'active' (systemctl ActiveEnterTimestamp), in UTC."""
-    command = [settings.systemctl, "show", "-p", "ActiveEnterTimestamp", "--value", "--timestamp=utc", settings.unit]
-    try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=settings.canary.restart_timeout,
-                              check=False)
-    except FileNotFoundError as exc:
-        raise SystemdError(f"--after auto: {settings.systemctl} not found") from exc
-    except subprocess.TimeoutExpired as exc:
-        raise SystemdError(f"--after auto: {' '.join(command)} timed out") from exc
-    text = done.stdout.strip()
-    if done.returncode != 0:
-        detail = done.stderr.strip() or f"exit {done.returncode}"
-        raise SystemdError(f"--after auto: systemctl show {settings.unit} failed: {detail}")
-    if not text or text == "n/a":
-        raise SystemdError(f"--after auto: {settings.unit} has no ActiveEnterTimestamp (is it running?)")
-    parts = text.split()
-    # "Sat 2026-01-10 05:40:00 UTC": drop the weekday and the zone (UTC was asked for).
-    if len(parts) >= 3 and parts[-1] == "UTC":
-        parts = parts[-3:-1]
-    try:
-        return dt.datetime.strptime(" ".join(parts), "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
-    except ValueError as exc:
-        raise SystemdError(f"--after auto: cannot parse ActiveEnterTimestamp {text!r}") from exc
+    from qtsafe.canary.systemd import Systemd
+
+    return Systemd(settings).active_since()
 
 
 def resolve_window(
