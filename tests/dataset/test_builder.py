@@ -202,3 +202,14 @@ def test_a_feature_that_peeks_ahead_fails_the_causality_check(monkeypatch: pytes
     built = build_arrays(make_candles(("BTCUSDT",)), DatasetRequest(features=("rsi", "peek")))
     failed = [check.name for check in leakage_checks(built) if not check.passed]
     assert failed == ["features use no bar after t (recomputed from truncated data)"]
+
+
+def test_large_outputs_are_prefaulted_small_ones_are_plain() -> None:
+    from qtsafe.dataset.windows import PREFAULT_MIN_BYTES, empty_prefaulted
+
+    big = empty_prefaulted((PREFAULT_MIN_BYTES // 1024 + 1, 64, 4), np.float32)
+    assert big.flags.writeable and big.flags.c_contiguous and big.dtype == np.float32
+    big[-1] = 7.0
+    assert float(big[-1].sum()) == 7.0 * 256
+    small = empty_prefaulted((10, 64, 4), np.float32)
+    assert small.base is None and small.shape == (10, 64, 4)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from numpy.lib.stride_tricks import sliding_window_view
 from ta.momentum import RSIIndicator
 
 from qtsafe.dataset.builder import DatasetRequest, build_arrays
@@ -69,8 +70,9 @@ def test_ma_cross_is_fast_over_slow_sma_minus_one() -> None:
     c = generate_symbol("SOLUSDT", days=10, interval_s=300, seed=3, outages=False)
     params = FeatureParams(interval_s=300, ma_fast=20, ma_slow=50)
     ours = REGISTRY["ma_cross"].compute(bars_of(c), params)
-    close = pd.Series(c.close)
-    reference = (close.rolling(20).mean() / close.rolling(50).mean() - 1).to_numpy()
+    sma = {n: np.convolve(c.close, np.ones(n) / n, mode="valid") for n in (20, 50)}  # sma[n][i]: bars i..i+n-1
+    reference = np.full(len(c), np.nan)
+    reference[49:] = sma[20][30:] / sma[50] - 1
     np.testing.assert_allclose(ours[49:], reference[49:], rtol=1e-9, atol=1e-12)
     assert REGISTRY["ma_cross"].warmup(params) == 49
 
@@ -81,7 +83,9 @@ def test_volatility_is_annualised_for_the_real_bar_interval(interval_s: int, bar
                         outages=False)
     params = FeatureParams(interval_s=interval_s, vol_window=24)
     ours = REGISTRY["volatility"].compute(bars_of(c), params)
-    raw = np.log(pd.Series(c.close)).diff().rolling(24).std().to_numpy()
+    log_ret = np.log(c.close[1:] / c.close[:-1])
+    raw = np.full(len(c), np.nan)
+    raw[24:] = sliding_window_view(log_ret, 24).std(axis=1, ddof=1)  # returns t-23 .. t, i.e. closes t-24 .. t
     np.testing.assert_allclose(ours[24:], raw[24:] * np.sqrt(bars_per_year), rtol=1e-9)
     assert REGISTRY["volatility"].warmup(params) == 24
 

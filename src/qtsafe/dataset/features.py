@@ -19,7 +19,6 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
-from numpy.lib.stride_tricks import sliding_window_view
 
 from qtsafe.dataset.candles import SECONDS_PER_YEAR, format_span
 from qtsafe.dataset.validate import GridSeries, segments
@@ -145,20 +144,18 @@ def compute_grid(features: Sequence[Feature], grid: GridSeries, params: FeatureP
 # -- building blocks ---------------------------------------------------------------------------------
 
 
+# pandas' rolling windows are O(bars) with compensated sums, several times faster than reducing a
+# sliding-window view; they are trailing (causal) and NaN whenever the window holds a NaN.
+
+
 def trailing_mean(x: np.ndarray, n: int) -> np.ndarray:
     """Mean of x[t-n+1 .. t] at t; NaN for t < n-1."""
-    out = np.full(x.shape[0], np.nan)
-    if x.shape[0] >= n:
-        out[n - 1:] = sliding_window_view(x, n).mean(axis=1)
-    return out
+    return pd.Series(x).rolling(n, min_periods=n).mean().to_numpy()
 
 
 def trailing_std(x: np.ndarray, n: int) -> np.ndarray:
     """Sample standard deviation (ddof=1) of x[t-n+1 .. t] at t; NaN for t < n-1."""
-    out = np.full(x.shape[0], np.nan)
-    if x.shape[0] >= n:
-        out[n - 1:] = sliding_window_view(x, n).std(axis=1, ddof=1)
-    return out
+    return pd.Series(x).rolling(n, min_periods=n).std(ddof=1).to_numpy()
 
 
 def wilder_average(x: np.ndarray, period: int) -> np.ndarray:

@@ -80,11 +80,14 @@ class GridSeries:
 
 def spacing_of(candles: Candles) -> int | None:
     """The most common gap between distinct timestamps, in ns (None with fewer than two bars)."""
-    unique = np.unique(candles.ts)
-    if unique.shape[0] < 2:
+    ts = candles.ts if bool(np.all(candles.ts[1:] >= candles.ts[:-1])) else np.sort(candles.ts)
+    steps = np.diff(ts)
+    steps = np.sort(steps[steps > 0])  # sorted: the mode is the longest run of equal values
+    if steps.shape[0] == 0:
         return None
-    diffs, counts = np.unique(np.diff(unique), return_counts=True)
-    return int(diffs[np.argmax(counts)])
+    starts = np.flatnonzero(np.concatenate(([True], steps[1:] != steps[:-1])))
+    lengths = np.diff(np.append(starts, steps.shape[0]))
+    return int(steps[starts[np.argmax(lengths)]])
 
 
 def resolve_interval(candles: Mapping[str, Candles], interval_s: int | None) -> int:
@@ -123,15 +126,24 @@ def to_grid(candles: Candles, *, interval_ns: int, range_start: int, range_end: 
         bad = int(c.ts[~on_grid][0])
         raise InputError(f"{c.symbol}: {off_grid:,} of {len(c):,} timestamps are off the "
                          f"{_ns_span(interval_ns)} grid (e.g. {np.datetime64(bad, 'ns')}Z); check --interval")
-    c = c.select(np.flatnonzero(on_grid)[np.argsort(c.ts[on_grid], kind="stable")])
+    c = c.select(on_grid)
+    if c.ts.shape[0] > 1 and not bool(np.all(c.ts[1:] >= c.ts[:-1])):  # sources are usually sorted already
+        c = c.select(np.argsort(c.ts, kind="stable"))
 
     values = np.column_stack([c.open, c.high, c.low, c.close, c.volume]) if len(c) else np.empty((0, 5))
-    uniq_ts, first_row, inverse, counts = np.unique(c.ts, return_index=True, return_inverse=True,
-                                                    return_counts=True)
-    same = (values == values[first_row][inverse]) | (np.isnan(values) & np.isnan(values[first_row][inverse]))
-    conflict_group = np.zeros(uniq_ts.shape[0], dtype=bool)
-    np.logical_or.at(conflict_group, inverse, ~same.all(axis=1))
-    duplicates = int((counts[~conflict_group] - 1).sum())
+    new = np.ones(len(c), dtype=bool)
+    new[1:] = c.ts[1:] != c.ts[:-1]
+    first_row = np.flatnonzero(new)
+    uniq_ts = c.ts[first_row]
+    conflict_group = np.zeros(first_row.shape[0], dtype=bool)
+    duplicates = 0
+    if first_row.shape[0] < len(c):
+        group = np.cumsum(new) - 1
+        reference = values[first_row][group]
+        same = (values == reference) | (np.isnan(values) & np.isnan(reference))
+        conflict_group[group[~same.all(axis=1)]] = True
+        counts = np.diff(np.append(first_row, len(c)))
+        duplicates = int((counts[~conflict_group] - 1).sum())
     conflicting = int(conflict_group.sum())
 
     bars = values[first_row]
