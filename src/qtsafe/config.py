@@ -302,7 +302,7 @@ def _read_toml(path: Path) -> dict[str, Any]:
 def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
     raw: dict[str, Any] = {}
     for key, value in env.items():
-        if not key.startswith("QTSAFE_") or key in {"QTSAFE_CONFIG", "QTSAFE_DEBUG"}:
+        if not key.startswith("QTSAFE_") or key in {"QTSAFE_CONFIG", "QTSAFE_DEBUG", "QTSAFE_METRICS_FILE"}:
             continue
         name = key[len("QTSAFE_"):].lower()
         for section in _SECTIONS:

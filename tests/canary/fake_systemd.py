@@ -124,6 +124,10 @@ def systemctl(args: list[str]) -> int:
         prop = args[args.index("-p") + 1] if "-p" in args else ""
         if prop == "Environment":
             print("Environment=" + " ".join(_quote(f"{k}={v}") for k, v in unit["loaded_env"].items()))
+        elif prop == "LoadState":
+            print("LoadState=loaded")
+        elif prop == "ActiveState":
+            print(f"ActiveState={unit['state']}")
         elif prop == "ActiveEnterTimestamp":
             print(f"ActiveEnterTimestamp={unit['active_enter']}")
         else:

@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.canary.conftest import BASELINE, UNIT, FakeGate, Root
 
 from qtsafe.canary import lifecycle
 from qtsafe.status import Status, exit_code_for
+from tests.canary.conftest import BASELINE, UNIT, FakeGate, Root
 
 CANARY = {"patchtst": 0.1, "xgb": 0.28125, "lgbm": 0.28125, "nhits": 0.3375}
 

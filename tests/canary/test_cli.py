@@ -5,9 +5,9 @@ from collections.abc import Callable
 
 import pytest
 from click.testing import Result
-from tests.canary.conftest import FakeGate, Root
 
 from qtsafe.canary import journal
+from tests.canary.conftest import FakeGate, Root
 
 
 @pytest.fixture

@@ -7,11 +7,11 @@ import signal
 from pathlib import Path
 
 import pytest
-from tests.canary.conftest import FakeGate, Root, run_qtsafe
 
 from qtsafe.canary import journal, lifecycle
 from qtsafe.simulate import generate
 from qtsafe.status import Status
+from tests.canary.conftest import FakeGate, Root, run_qtsafe
 
 
 @pytest.fixture(scope="module")

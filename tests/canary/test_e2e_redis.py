@@ -6,10 +6,10 @@ import json
 import time
 
 import pytest
-from tests.canary.conftest import BASELINE, UNIT, Root, run_qtsafe
 
 from qtsafe.canary import journal
 from qtsafe.canary import state as st
+from tests.canary.conftest import BASELINE, UNIT, Root, run_qtsafe
 
 pytestmark = pytest.mark.integration
 

@@ -5,11 +5,11 @@ import time
 from typing import Any
 
 import pytest
-from tests.canary.conftest import BASELINE, FakeGate, Root
 
 from qtsafe.canary import journal, lifecycle
 from qtsafe.canary import state as st
 from qtsafe.status import Status, exit_code_for
+from tests.canary.conftest import BASELINE, FakeGate, Root
 
 NO_SLEEP = {"sleep": lambda s: None}
 

@@ -5,9 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.canary.conftest import REPO_SRC, FakeGate, Root
-
 from qtsafe.canary import lifecycle
+from tests.canary.conftest import REPO_SRC, FakeGate, Root
 
 OPS = Path(__file__).resolve().parents[2] / "ops" / "model_safety"
 

@@ -12,15 +12,15 @@ import sys
 import time
 
 import pytest
-from tests.canary.conftest import REPO_SRC, Root, run_qtsafe
-from tests.monitor.conftest import FastClock
 
 from qtsafe import monitor as mon
 from qtsafe.canary import state as st
 from qtsafe.status import Status
 from qtsafe.telemetry import RedisStreamSource
 from qtsafe.timeutil import iso
+from tests.canary.conftest import REPO_SRC, Root, run_qtsafe
 from tests.conftest import STREAM
+from tests.monitor.conftest import FastClock
 
 pytestmark = pytest.mark.integration
 

@@ -223,7 +223,7 @@ def test_after_auto_asks_systemd_in_utc(fake_redis, make_stream, run_cli, tmp_pa
     entries = make_stream(fake_redis, "healthy", 600)
     started_ms = int(entries[100]["id"].split("-")[0])
     import datetime as dt
-    started = dt.datetime.fromtimestamp(started_ms // 1000, tz=dt.timezone.utc)
+    started = dt.datetime.fromtimestamp(started_ms // 1000, tz=dt.UTC)
     calls = tmp_path / "calls"
     fake = tmp_path / "systemctl"
     fake.write_text(f'#!/bin/sh\necho "$@" >> {calls}\n'

@@ -63,9 +63,31 @@ class QtsafeGroup(click.Group):
             code = 2
         if not isinstance(code, int):
             code = 0 if code is None else 2
+        if code == 2:
+            _metrics_for_error()
         if not standalone_mode:
             return code
         sys.exit(code)
+
+
+# What the running command needs to report an error to --metrics-file (set by the group, cleared by finish()).
+RUN: dict[str, str | None] = {}
+
+
+def _metrics_for_error() -> None:
+    """An error that never reached finish() still updates the gauges: last exit code 2 for that command."""
+    path, command = RUN.pop("metrics_file", None), RUN.pop("command", None)
+    if not path or not command:
+        return
+    from pathlib import Path
+
+    from qtsafe.metrics import write_metrics
+    from qtsafe.status import Status
+
+    try:
+        write_metrics(Path(path), command, Status.ERROR, {})
+    except QtsafeError as exc:
+        click.echo(f"qtsafe: error: cannot update the metrics file: {_one_line(str(exc))}", err=True)
 
 
 def _one_line(text: str) -> str:
@@ -77,8 +99,10 @@ def _one_line(text: str) -> str:
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), envvar="QTSAFE_CONFIG",
               show_envvar=True, help="Config file (default: ./qtsafe.toml or [tool.qtsafe] in ./pyproject.toml).")
 @click.option("--debug", is_flag=True, help="Show a traceback on errors.")
+@click.option("--metrics-file", type=click.Path(dir_okay=False), envvar="QTSAFE_METRICS_FILE", show_envvar=True,
+              help="Also write Prometheus gauges (last verdict, per-model figures) to this file, atomically.")
 @click.pass_context
-def cli(ctx: click.Context, config_path: str | None, debug: bool) -> None:
+def cli(ctx: click.Context, config_path: str | None, debug: bool, metrics_file: str | None) -> None:
     """qtsafe: fail-closed safety gates for the trading system's ML models.
 
     \b
@@ -92,11 +116,16 @@ def cli(ctx: click.Context, config_path: str | None, debug: bool) -> None:
     ctx.ensure_object(dict)
     ctx.obj["config_path"] = config_path
     ctx.obj["debug"] = debug
+    ctx.obj["metrics_file"] = metrics_file
+    RUN.clear()
+    RUN.update(metrics_file=metrics_file, command=ctx.invoked_subcommand)
 
 
 def _register() -> None:
-    from qtsafe.cli import export, gate, monitor, sanity, scoreboard, simulate
+    from qtsafe.cli import doctor, export, gate, incident, monitor, sanity, scoreboard, simulate
 
+    cli.add_command(doctor.doctor)
+    cli.add_command(incident.incident_bundle)
     cli.add_command(monitor.monitor)
     cli.add_command(sanity.feature_sanity)
     cli.add_command(gate.quality_gate)

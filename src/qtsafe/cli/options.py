@@ -64,7 +64,18 @@ def load(ctx: click.Context, overrides: Mapping[str, Any]) -> Settings:
 
 
 def finish(result: Result, as_json: bool, render_text: Callable[[], str]) -> int:
-    """Print the result (JSON, or the human summary) and return its contract exit code."""
+    """Print the result (JSON, or the human summary), update --metrics-file, return the contract exit code."""
+    ctx = click.get_current_context(silent=True)
+    metrics_file = (ctx.find_root().obj or {}).get("metrics_file") if ctx is not None else None
+    if metrics_file:
+        from pathlib import Path
+
+        from qtsafe.cli import RUN
+        from qtsafe.metrics import write_metrics
+
+        RUN.clear()  # written here; the error path must not overwrite it
+        write_metrics(Path(metrics_file), ctx.command_path.split(" ", 1)[-1] if ctx else "qtsafe", result.status,
+                      result.to_dict())
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2, sort_keys=False, allow_nan=False, default=str))
     else:
