@@ -252,6 +252,12 @@ StatusLine = Callable[[str], None]
 StopCheck = Callable[[], str | None]
 
 
+def _default_rollback() -> RollbackFn:
+    from qtsafe.canary.lifecycle import rollback
+
+    return rollback
+
+
 def _activated_at(canary: canary_state.ActiveCanary) -> dt.datetime:
     if not canary.activated_at:
         raise StateError("the active canary has no activation time in its state; run 'qtsafe canary status'")
@@ -291,8 +297,7 @@ def run_monitor(
     clock = clock or SystemClock()
     duration = settings.monitor.duration if duration is None else duration
     interval = settings.monitor.interval if interval is None else interval
-    if rollback_fn is None:
-        from qtsafe.canary.lifecycle import rollback as rollback_fn
+    roll_back: RollbackFn = rollback_fn or _default_rollback()
     canary = canary_state.active_canary(settings)
     if canary is None:
         raise StateError(f"no active canary on {settings.unit}: nothing to monitor (see 'qtsafe canary status')")
@@ -314,7 +319,7 @@ def run_monitor(
                                      last_id=watch.last_id)
         emit(status_line(tick, watch, max((end_at - now).total_seconds(), 0), (now - activated).total_seconds()))
         if tick.violations:
-            return _roll_back(settings, watch, tick, rollback_fn, now)
+            return _roll_back(settings, watch, tick, roll_back, now)
         still = canary_state.active_canary(settings)
         if still is None or still.canary_id != canary.canary_id or still.stage != canary.stage:
             return _stopped(settings, watch, now, "the canary is no longer active (rolled back or replaced)")
@@ -427,8 +432,7 @@ class WatchdogResult:
 def run_watchdog(settings: Settings, *, rollback_fn: RollbackFn | None = None,
                  now: dt.datetime | None = None) -> WatchdogResult:
     """Roll back an active canary whose monitor has stopped beating. The analyser dying fails closed."""
-    if rollback_fn is None:
-        from qtsafe.canary.lifecycle import rollback as rollback_fn
+    roll_back: RollbackFn = rollback_fn or _default_rollback()
     now = now or utc_now()
     limit = settings.monitor.heartbeat_max_age
     canary = canary_state.active_canary(settings)
@@ -449,7 +453,7 @@ def run_watchdog(settings: Settings, *, rollback_fn: RollbackFn | None = None,
         why = f"monitor heartbeat is {age:.0f}s old (limit {limit:.0f}s)"
     else:
         why = problem or "no monitor heartbeat"
-    outcome = rollback_fn(settings, trigger="qsc_monitor_watchdog", violations=[why],
+    outcome = roll_back(settings, trigger="qsc_monitor_watchdog", violations=[why],
                           reason=f"watchdog: {why}")
     data = outcome.to_dict() if hasattr(outcome, "to_dict") else dict(outcome)
     verified = getattr(outcome, "status", None) is Status.PASS

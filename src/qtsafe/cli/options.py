@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol, TypeVar
 
@@ -76,6 +77,8 @@ def finish(result: Result, as_json: bool, render_text: Callable[[], str]) -> int
         RUN.clear()  # written here; the error path must not overwrite it
         write_metrics(Path(metrics_file), ctx.command_path.split(" ", 1)[-1] if ctx else "qtsafe", result.status,
                       result.to_dict())
+    if sys.stderr.isatty():
+        sys.stderr.write("\r\033[K")  # clear a progress line left on the terminal
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2, sort_keys=False, allow_nan=False, default=str))
     else:
@@ -85,7 +88,6 @@ def finish(result: Result, as_json: bool, render_text: Callable[[], str]) -> int
 
 def progress_for(quiet: bool) -> Callable[[int, int | None], None] | None:
     """Progress on long reads: one rewritten line on a terminal's stderr; nothing when piped or --quiet."""
-    import sys
     import time
 
     if quiet or not sys.stderr.isatty():
