@@ -23,8 +23,8 @@ def perturb_after(c: Candles, t_ns: int, kind: str, size: float, seed: int) -> C
         factor = np.exp(size * np.linspace(0.0, 1.0, n))
     elif kind == "noise":
         factor = np.exp(rng.normal(0.0, size, n))
-    else:  # a crash to a level
-        factor = np.full(n, 1.0 - 0.9 * size)
+    else:  # a crash to a new level (with a little noise: a pure rescale leaves log returns unchanged)
+        factor = (1.0 - 0.9 * size) * np.exp(rng.normal(0.0, 0.001, n))
     factor = np.where(c.ts > t_ns, factor, 1.0)
     volume = np.where(c.ts > t_ns, rng.lognormal(6.0, 1.0, n), c.volume)
     return dataclasses.replace(c, open=c.open * factor, high=c.high * factor, low=c.low * factor,
