@@ -7,7 +7,7 @@ the builder drops any sample whose label span (t, t + h] touches a missing bar.
 from __future__ import annotations
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
+import pandas as pd
 
 from qtsafe.errors import ConfigError
 
@@ -33,7 +33,8 @@ def label_values(close: np.ndarray, high: np.ndarray, horizon_bars: int, thresho
     if rule == "close":
         future = close[horizon_bars:]
     elif rule == "barrier":
-        future = sliding_window_view(high[1:], horizon_bars).max(axis=1)  # high over t+1 .. t+h
+        # The trailing max over h bars, read at t+h, is the max of high[t+1 .. t+h]; NaN if one is missing.
+        future = pd.Series(high).rolling(horizon_bars, min_periods=horizon_bars).max().to_numpy()[horizon_bars:]
     else:
         raise ConfigError(f"unknown label rule {rule!r}")
     with np.errstate(invalid="ignore"):
