@@ -123,15 +123,13 @@ class BuiltDataset:
             total = total + report.counts
         return total
 
-    @property
-    def min_bars(self) -> int:
-        return self.warmup + self.request.lookback + self.horizon_bars
-
 
 def build_arrays(candles: Mapping[str, Candles], request: DatasetRequest) -> BuiltDataset:
     """Turn loaded candles into the dataset arrays; raises QtsafeError for every fail-closed case."""
     if not candles or all(len(c) == 0 for c in candles.values()):
         raise InsufficientDataError(f"no data: the source has no bars for {', '.join(candles) or 'any symbol'}")
+    if len(candles) > np.iinfo(np.int16).max:
+        raise ConfigError(f"{len(candles):,} symbols: symbol_index is int16, at most 32,767 symbols per dataset")
     interval_s = resolve_interval(candles, request.interval_s)
     interval_ns = interval_s * NS_PER_SECOND
     if request.horizon_s % interval_s:
@@ -187,7 +185,7 @@ def build_arrays(candles: Mapping[str, Candles], request: DatasetRequest) -> Bui
             last_row = int(np.flatnonzero(covered)[-1])
             fit_until = max(fit_until or 0, int(grid.times(np.array([last_row]))[0]))
 
-    reports = tuple(_symbol_report(s, g, selections.get(s), min_bars) for s, g in grids.items())
+    reports = tuple(_symbol_report(s, g, selections.get(s)) for s, g in grids.items())
     total = sum((r.counts for r in reports), SampleCounts())
     if total.kept == 0:
         raise InsufficientDataError(
@@ -268,7 +266,7 @@ def _causality_probe(features: Any, grid: GridSeries, params: FeatureParams, mat
     return out
 
 
-def _symbol_report(symbol: str, grid: GridSeries, selection: Selection | None, min_bars: int) -> SymbolReport:
+def _symbol_report(symbol: str, grid: GridSeries, selection: Selection | None) -> SymbolReport:
     if selection is None:
         return SymbolReport(symbol, "too short", grid.quality, SampleCounts(), (0, 0, 0))
     per_split = tuple(int((selection.split == k).sum()) for k in range(3))
