@@ -8,6 +8,7 @@ TORCH_SPEC  ?= torch==2.13.0
 CUTOVER     ?= auto
 REDIS_URL   ?= redis://127.0.0.1:6379/0
 MODEL       ?=
+DATASET_ARGS ?=
 PYTEST_ARGS ?= -n 2
 
 export QTSAFE_REDIS_URL := $(REDIS_URL)
@@ -26,6 +27,7 @@ help:
 	@echo "make quality-gate-collection  qtsafe quality-gate --mode collection --after \$$CUTOVER (exit 3 = collected)"
 	@echo "make quality-gate             qtsafe quality-gate --mode canary --after \$$CUTOVER (exit 0 = pass)"
 	@echo "make scoreboard               qtsafe scoreboard --after \$$CUTOVER"
+	@echo "make build-patchtst-dataset   qtsafe build-dataset \$$DATASET_ARGS (synthetic data by default)"
 	@echo "make bench                    read and monitor-tick benchmarks (1,000,000 entries, local redis-server)"
 	@echo "make install-systemd          monitor service, watchdog service and timer (PYTHON, BASE_DIR, UNIT_DIR)"
 
@@ -62,6 +64,9 @@ quality-gate:
 
 scoreboard:
 	$(QTSAFE) scoreboard --after "$(CUTOVER)"
+
+build-patchtst-dataset: install
+	$(QTSAFE) build-dataset $(DATASET_ARGS)
 
 bench: install
 	$(PYTHON) bench/bench_gate.py
