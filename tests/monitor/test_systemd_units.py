@@ -22,6 +22,7 @@ def test_install_script_renders_verifies_and_reloads(tmp_path: Path) -> None:
     done = subprocess.run(["bash", str(ROOT / "scripts" / "install_systemd.sh"), python, str(tmp_path),
                            str(unit_dir), str(fake)], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr  # includes systemd-analyze verify of all three
+    assert "quantum-qsc" not in done.stderr, done.stderr  # verify warns (exit 0) about keys it ignores
     assert calls.read_text().splitlines() == ["daemon-reload", "enable --now quantum-qsc-watchdog.timer"]
     monitor = (unit_dir / "quantum-qsc-monitor.service").read_text()
     assert f"ExecStart={python} -m qtsafe monitor" in monitor
