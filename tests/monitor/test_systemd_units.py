@@ -48,3 +48,11 @@ def test_monitor_unit_policy() -> None:
     timer = configparser.ConfigParser(strict=False, interpolation=None)
     timer.read(ROOT / "systemd" / "quantum-qsc-watchdog.timer")
     assert timer["Timer"]["Unit"] == "quantum-qsc-watchdog.service"
+
+
+def test_install_refuses_units_that_do_not_verify(tmp_path: Path) -> None:
+    unit_dir = tmp_path / "units"
+    done = subprocess.run(["bash", str(ROOT / "scripts" / "install_systemd.sh"), "/nonexistent/python",
+                           str(tmp_path), str(unit_dir), "true"], capture_output=True, text=True)
+    assert done.returncode == 2
+    assert "nothing installed" in done.stderr and not unit_dir.exists()
