@@ -6,12 +6,16 @@ PYTHON      ?= $(VENV)/bin/python
 QTSAFE      ?= $(PYTHON) -m qtsafe
 TORCH_SPEC  ?= torch==2.13.0
 CUTOVER     ?= auto
-REDIS_URL   ?= redis://127.0.0.1:6379/0
+REDIS_URL   ?=
 MODEL       ?=
 DATASET_ARGS ?=
 PYTEST_ARGS ?= -n 2
 
-export QTSAFE_REDIS_URL := $(REDIS_URL)
+# Only a REDIS_URL given to make overrides qtsafe's own settings (qtsafe.toml, QTSAFE_REDIS_URL).
+REDIS_FLAG   = $(if $(REDIS_URL),--redis-url $(REDIS_URL))
+# make itself exits 2 for any failing recipe, so each target prints qtsafe's own exit code (0/2/3) last.
+# Scripts that branch on 3 (COLLECTED/WAIT) should call qtsafe (or the ops/ shims) directly.
+RUN          = rc=0; $(QTSAFE) $(1) || rc=$$?; echo "qtsafe exit code: $$rc"; exit $$rc
 
 BASE_DIR    ?= $(CURDIR)
 UNIT_DIR    ?= /etc/systemd/system
@@ -54,19 +58,19 @@ demo: install
 	PYTHON=$(PYTHON) bash scripts/demo.sh
 
 feature-sanity:
-	$(QTSAFE) feature-sanity --after "$(CUTOVER)"
+	@$(call RUN,feature-sanity --after "$(CUTOVER)" $(REDIS_FLAG))
 
 quality-gate-collection:
-	$(QTSAFE) quality-gate --mode collection --after "$(CUTOVER)" $(if $(MODEL),--model $(MODEL))
+	@$(call RUN,quality-gate --mode collection --after "$(CUTOVER)" $(REDIS_FLAG) $(if $(MODEL),--model $(MODEL)))
 
 quality-gate:
-	$(QTSAFE) quality-gate --mode canary --after "$(CUTOVER)" $(if $(MODEL),--model $(MODEL))
+	@$(call RUN,quality-gate --mode canary --after "$(CUTOVER)" $(REDIS_FLAG) $(if $(MODEL),--model $(MODEL)))
 
 scoreboard:
-	$(QTSAFE) scoreboard --after "$(CUTOVER)"
+	@$(call RUN,scoreboard --after "$(CUTOVER)" $(REDIS_FLAG))
 
-build-patchtst-dataset: install
-	$(QTSAFE) build-dataset $(DATASET_ARGS)
+build-patchtst-dataset:
+	@$(call RUN,build-dataset $(DATASET_ARGS))
 
 bench: install
 	$(PYTHON) bench/bench_gate.py

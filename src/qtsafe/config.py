@@ -37,7 +37,7 @@ class Thresholds:
 
     min_events_collection: int = _rule(100, "min", "evaluated events per model for a collection-mode gate")
     min_events_canary: int = _rule(200, "min", "evaluated events per model for a canary-mode gate")
-    recent_window: int = _rule(200, None, "events per model in the recent window, judged beside the whole window")
+    recent_window: int = _rule(200, "max", "events per model in the recent window, judged beside the whole window")
     majority_max: float = _rule(0.70, "max", "largest share any one action may take")
     std_min: float = _rule(0.05, "min", "smallest confidence std before the output counts as collapsed")
     p10_p90_min: float = _rule(0.12, "min", "smallest P90-P10 confidence spread")
@@ -89,9 +89,9 @@ class FeatureSanity:
 class Monitor:
     """Rules for ``monitor``."""
 
-    duration: float = _rule(6 * 3600.0, None, "seconds the canary is watched")
-    interval: float = _rule(30.0, None, "seconds between checks")
-    window_events: int = _rule(200, None, "events per model in the rolling window")
+    duration: float = _rule(6 * 3600.0, "min", "seconds the canary is watched")
+    interval: float = _rule(30.0, "max", "seconds between checks")
+    window_events: int = _rule(200, "max", "events per model in the rolling window (a larger one dilutes a collapse)")
     stall_limit: float = _rule(600.0, "max", "seconds without a new trade.intent before telemetry counts as lost")
     max_consecutive_errors: int = _rule(3, "max", "Redis errors on this many ticks in a row is a violation")
     max_total_errors: int = _rule(5, "max", "Redis errors on this many ticks in all is a violation")

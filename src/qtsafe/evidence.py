@@ -61,7 +61,10 @@ def trim_report(info: dict[str, Any], start_id: str) -> dict[str, Any]:
         deleted not in (None, "", "0-0") and parse_stream_id(deleted) >= parse_stream_id(start_id)
     ) or first is None or parse_stream_id(first) > parse_stream_id(start_id)
     detected = lost > 0 and after_cutover
-    if detected:
+    if detected and start_id == "-":
+        note = (f"the stream has lost {lost} entries to its cap; with no cutover the window is whatever remains "
+                f"(oldest retained entry {first})")
+    elif detected:
         note = (f"entries after the cutover may have been trimmed before this read: the stream has lost {lost} "
                 f"entries to its cap and its oldest retained entry ({first}) is newer than the cutover; "
                 "the verdict uses what remains")

@@ -232,6 +232,9 @@ class MonitorResult:
     rollback: dict[str, Any] | None
     timeline: tuple[dict[str, Any], ...]
     not_judged: tuple[str, ...]
+    thresholds: tuple[dict[str, Any], ...] = ()
+    monitor_rules: dict[str, Any] = dataclasses.field(default_factory=dict)
+    loosened: tuple[dict[str, Any], ...] = ()
     resumed: bool = False
     report_path: Path | None = None
     json_path: Path | None = None
@@ -242,6 +245,8 @@ class MonitorResult:
                 "ended_at": iso(self.ended_at), "checks": self.checks, "events": self.events,
                 "violations": list(self.violations), "rollback": self.rollback, "resumed": self.resumed,
                 "not_judged": list(self.not_judged), "timeline": list(self.timeline),
+                "thresholds": list(self.thresholds), "monitor_rules": self.monitor_rules,
+                "loosened": list(self.loosened),
                 "report_path": str(self.report_path) if self.report_path else None,
                 "json_path": str(self.json_path) if self.json_path else None, "qtsafe_version": __version__}
 
@@ -305,11 +310,11 @@ def run_monitor(
     saved = _load_saved(settings)
     watch = Watch(settings, canary.canary_id, canary.model, activated, saved, stage=canary.stage)
     end_at = activated + dt.timedelta(seconds=duration)
-    if not watch.resumed:
-        append_record(settings, "monitoring_started", canary_id=canary.canary_id, canary_model=canary.model,
-                      stage=canary.stage,
-                      duration_hours=round(duration / 3600, 4), interval_seconds=interval,
-                      window_events=settings.monitor.window_events)
+    append_record(settings, "monitoring_resumed" if watch.resumed else "monitoring_started",
+                  canary_id=canary.canary_id, canary_model=canary.model, stage=canary.stage,
+                  duration_hours=round(duration / 3600, 4), interval_seconds=interval,
+                  window_events=settings.monitor.window_events, checks_so_far=watch.checks,
+                  loosened_thresholds=settings.loosened())
     while True:
         now = clock.now()
         tick = watch.tick(source, now)
@@ -327,6 +332,9 @@ def run_monitor(
         if reason:
             return _stopped(settings, watch, now, reason)
         if now >= end_at:
+            missing = _missing_evidence(settings, watch, tick)
+            if missing:
+                return _inconclusive(settings, watch, now, missing)
             return _completed(settings, watch, now, duration)
         clock.sleep(min(interval, max((end_at - now).total_seconds(), 0.0)))
         reason = stop_requested()
@@ -368,7 +376,10 @@ def _timeline_rows(result: MonitorResult) -> list[dict[str, Any]]:
 def _base(watch: Watch, now: dt.datetime) -> dict[str, Any]:
     return {"canary_id": watch.canary_id, "model": watch.model, "activated_at": iso(watch.activated_at),
             "ended_at": now, "checks": watch.checks, "events": watch.events, "timeline": tuple(watch.timeline),
-            "not_judged": NOT_JUDGED, "resumed": watch.resumed}
+            "not_judged": NOT_JUDGED, "resumed": watch.resumed,
+            "thresholds": tuple(watch.settings.thresholds_table()),
+            "monitor_rules": dataclasses.asdict(watch.settings.monitor),
+            "loosened": tuple(watch.settings.loosened())}
 
 
 def _roll_back(settings: Settings, watch: Watch, tick: Tick, rollback_fn: RollbackFn,
@@ -387,10 +398,37 @@ def _roll_back(settings: Settings, watch: Watch, tick: Tick, rollback_fn: Rollba
     return _finish(settings, result)
 
 
+def _missing_evidence(settings: Settings, watch: Watch, tick: Tick) -> str | None:
+    """Why the watch cannot call the canary safe at its end, or None. Too little evidence is never "safe"."""
+    canary = watch.models.get(watch.model)
+    needed = settings.thresholds.min_events_canary
+    have = canary.n if canary is not None else 0
+    if have < needed:
+        return f"only {have} valid {watch.model} votes since activation, need {needed}"
+    if tick.state == "inconclusive":
+        waiting = [name for name, fig in tick.models.items() if fig["state"] == "inconclusive"]
+        return ("the last check was inconclusive (" + (", ".join(waiting) or "ensemble") +
+                " without a full window of evidence)")
+    return None
+
+
+def _inconclusive(settings: Settings, watch: Watch, now: dt.datetime, why: str) -> MonitorResult:
+    append_record(settings, "monitoring_inconclusive", canary_id=watch.canary_id, canary_model=watch.model,
+                  stage=watch.stage, reason=why, checks_performed=watch.checks, events=watch.events,
+                  result="inconclusive", loosened_thresholds=settings.loosened())
+    result = MonitorResult(status=Status.WAIT,
+                           summary=f"INCONCLUSIVE: the watch of canary {watch.model} ended without enough evidence "
+                                   f"({why}); it is NOT safe to promote. Extend the watch with 'qtsafe monitor "
+                                   "--duration <longer>' (it resumes this window) or roll back",
+                           violations=(), rollback=None, **_base(watch, now))
+    # The saved state is kept so a longer watch resumes this window and its history.
+    return _finish(settings, result)
+
+
 def _completed(settings: Settings, watch: Watch, now: dt.datetime, duration: float) -> MonitorResult:
     append_record(settings, "monitoring_completed", canary_id=watch.canary_id, canary_model=watch.model,
                   duration_hours=round(duration / 3600, 4), checks_performed=watch.checks, events=watch.events,
-                  violations=None, result="safe", stage=watch.stage)
+                  violations=None, result="safe", stage=watch.stage, loosened_thresholds=settings.loosened())
     result = MonitorResult(status=Status.COMPLETED,
                            summary=f"COMPLETED: canary {watch.model} watched {duration / 3600:.2f} h, "
                                    f"{watch.checks} checks, {watch.events:,} events, no violation",
@@ -401,7 +439,7 @@ def _completed(settings: Settings, watch: Watch, now: dt.datetime, duration: flo
 
 def _stopped(settings: Settings, watch: Watch, now: dt.datetime, reason: str) -> MonitorResult:
     append_record(settings, "monitoring_stopped", canary_id=watch.canary_id, canary_model=watch.model,
-                  reason=reason, checks_performed=watch.checks, events=watch.events, result="unmonitored")
+                  stage=watch.stage, reason=reason, loosened_thresholds=settings.loosened(), checks_performed=watch.checks, events=watch.events, result="unmonitored")
     result = MonitorResult(status=Status.STOPPED,
                            summary=f"STOPPED: monitor of canary {watch.model} stopped after {watch.checks} checks "
                                    f"({reason}); the canary is UNMONITORED - resume with 'qtsafe monitor' or roll "
@@ -439,6 +477,11 @@ def run_watchdog(settings: Settings, *, rollback_fn: RollbackFn | None = None,
     if canary is None:
         return WatchdogResult(Status.PASS, "OK: no active canary; nothing to watch", None, None, None)
     beat, age, problem = canary_state.read_heartbeat(settings)
+    last = _last_monitor_record(settings, canary)
+    if last is not None and last.get("action") == "monitoring_completed" and last.get("result") == "safe":
+        return WatchdogResult(Status.WAIT, f"WAIT: canary {canary.model} finished a clean watch at "
+                                           f"{last.get('timestamp')}; awaiting promote or rollback",
+                              canary.canary_id, age, None)
     if beat is not None and age is not None and beat.get("canary_id") == canary.canary_id and age <= limit:
         return WatchdogResult(Status.PASS, f"OK: monitor of canary {canary.model} alive (heartbeat {age:.0f}s old)",
                               canary.canary_id, age, None)
@@ -461,6 +504,16 @@ def run_watchdog(settings: Settings, *, rollback_fn: RollbackFn | None = None,
                if verified else f"FAIL: monitor of canary {canary.model} is dead ({why}) and the ROLLBACK FAILED - "
                                 f"{getattr(outcome, 'summary', '')}")
     return WatchdogResult(Status.FAIL, summary, canary.canary_id, age, data)
+
+
+def _last_monitor_record(settings: Settings, canary: canary_state.ActiveCanary) -> dict[str, Any] | None:
+    from qtsafe.canary.journal import read_records
+
+    for record in reversed(read_records(settings)):
+        if record.get("canary_id") == canary.canary_id and str(record.get("action", "")).startswith("monitoring_"):
+            stage = record.get("stage")
+            return record if stage is None or float(stage) == canary.stage else None
+    return None
 
 
 # -- replay -----------------------------------------------------------------------------------------

@@ -128,6 +128,7 @@ class FeatureBuilder:
         self.events = 0
         self.skipped = {"other_event_type": 0, "no_payload": 0, "bad_json": 0, "payload_not_object": 0}
         self.features: dict[str, _FeatureAccumulator] = {}
+        self.features_not_object = 0  # events whose `features` is present but not an object
 
     def feed(self, page: list[RawEntry]) -> None:
         for _entry_id, fields in page:
@@ -163,6 +164,8 @@ class FeatureBuilder:
             if isinstance(extra, dict):
                 for key, value in extra.items():
                     self._acc(f"features.{key}").add(value)
+            elif "features" in data:
+                self.features_not_object += 1
 
     def _acc(self, name: str) -> _FeatureAccumulator:
         acc = self.features.get(name)
@@ -223,6 +226,9 @@ def judge_features(builder: FeatureBuilder, settings: Settings) -> tuple[list[Fe
                 excluded.append({"feature": name, "reason": "fewer than 2 valid values"})
         stats.append(FeatureStat(name, int(values.shape[0]), int(missing), acc.null, acc.non_numeric, acc.nan, acc.inf,
                                  std, median, lo, hi, bool(flat), expected, verdict))
+    if builder.features_not_object:
+        findings.append(Finding("invalid_value", FAIL, f"features: not an object in {builder.features_not_object} "
+                                                       f"of {n} events", "features", "window"))
     if n < rules.min_events:
         findings.insert(0, Finding("insufficient_data", FAIL,
                                    f"only {n} trade.intent events in the window, need {rules.min_events}",

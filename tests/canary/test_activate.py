@@ -28,7 +28,9 @@ def test_activation_writes_applies_verifies_and_journals(root: Root, gate: FakeG
     assert result.summary == f"CANARY ACTIVATED: patchtst 10.0% on {UNIT} (verified)"
     assert result.canary_weights == CANARY and result.baseline_weights == BASELINE
     # The gate ran in canary mode for this model, in-process.
-    assert gate.calls == [{"mode": "canary", "after": None, "models": ("patchtst",), "write_report": True}]
+    # The whole ensemble is judged (the monitor will judge it all), not only the canary.
+    assert gate.calls == [{"mode": "canary", "after": None, "models": ("lgbm", "nhits", "patchtst", "xgb"),
+                           "write_report": True}]
     # Drop-in, local copy, canary weights, baseline backup.
     dropin = root.dropin.read_text()
     assert 'Environment="ENSEMBLE_WEIGHTS={\\"lgbm\\":0.28125,\\"nhits\\":0.3375,\\"patchtst\\":0.1,' \

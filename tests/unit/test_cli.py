@@ -243,3 +243,18 @@ def test_after_auto_asks_systemd_in_utc(fake_redis, make_stream, run_cli, tmp_pa
     fake.write_text('#!/bin/sh\necho "ActiveEnterTimestamp=Sat 2026-01-10 06:40:00 CET"\n')
     r = run_cli("quality-gate", "--mode", "canary", "--after", "auto", env={"QTSAFE_SYSTEMCTL": str(fake)})
     assert r.exit_code == 2 and "is not in UTC" in r.stderr
+
+
+def test_after_auto_on_old_systemd_without_timestamp_option(fake_redis, make_stream, run_cli, tmp_path: Path) -> None:
+    make_stream(fake_redis, "healthy", 300)
+    fake = tmp_path / "systemctl"
+    # systemd < 248 rejects --timestamp=; asked plainly it prints local time, here UTC, then a non-UTC zone.
+    fake.write_text('#!/bin/sh\nfor a in "$@"; do [ "$a" = "--timestamp=utc" ] && { echo "unknown option" >&2; '
+                    'exit 1; }; done\necho "ActiveEnterTimestamp=Sat 2000-01-01 00:00:00 UTC"\n')
+    fake.chmod(0o755)
+    r = run_cli("scoreboard", "--after", "auto", "--json", "--base-dir", str(tmp_path),
+                env={"QTSAFE_SYSTEMCTL": str(fake)})
+    assert json.loads(r.stdout)["window"]["start_id"] == "946684800000-0"
+    fake.write_text(fake.read_text().replace(" UTC\"", " CET\""))
+    r = run_cli("scoreboard", "--after", "auto", env={"QTSAFE_SYSTEMCTL": str(fake)})
+    assert r.exit_code == 2 and "is not in UTC" in r.stderr

@@ -109,3 +109,9 @@ def test_sample_file_counts(run_cli, tmp_path: Path) -> None:
     assert data["skipped"]["bad_json"] == 1
     assert data["findings"][0]["check"] == "insufficient_data"
     assert STREAM  # the export, not the stream, was read
+
+
+def test_features_that_are_not_an_object_are_counted() -> None:
+    rows = [json.dumps({"a": i, "b": i * 2, "c": i * 3, "d": i * 4, **({"features": [1, 2]} if i == 3 else {})})
+            for i in range(60)]
+    assert ("features", "invalid_value", "FAIL") in checks(feed(rows))

@@ -504,7 +504,10 @@ def _prepare_activation(
         raise InputError(f"telemetry source unavailable: {type(exc).__name__}: {exc}") from exc
     cutover = _resolve_after(after, systemd)
     try:
-        result = run_gate(settings, source, mode="canary", after=cutover, models=(model,), write_report=write_report)
+        # Every model of the ensemble is judged, not only the canary: the monitor judges them all, so a defect
+        # elsewhere would roll the canary back at its first check. Better refused now, with nothing changed.
+        judged = tuple(sorted(set(baseline or ()) | {model}))
+        result = run_gate(settings, source, mode="canary", after=cutover, models=judged, write_report=write_report)
     except QtsafeError:
         raise
     except Exception as exc:  # noqa: BLE001 - whatever the gate or Redis raised, the canary is refused
@@ -1184,6 +1187,10 @@ def promote(
                 return refused("an env-key canary cannot be promoted by stages", model, current)
             if to <= current:
                 return refused(f"the canary is already at {current}", model, current)
+            next_stage = min(stage for stage in PROMOTION_STAGES if stage > current)
+            if to != next_stage:
+                return refused(f"promotion goes one stage at a time: from {current} the next stage is {next_stage}, "
+                               "each with its own clean monitor", model, current)
             why = _monitor_cleared(journal.read_records(settings), state)
             if why:
                 return refused(why, model, current)
@@ -1331,6 +1338,10 @@ def canary_status(settings: Settings, *, systemd: Systemd | None = None, journal
             problems.insert(0, f"the unit's environment carries {st.MARKER_MODEL}={env[st.MARKER_MODEL]} "
                             "but no drop-in or state exists (daemon-reload pending?)")
             return result(Status.FAIL, "CANARY STATE INCONSISTENT: canary markers in the environment", repair)
+        if problems:
+            # No canary on record, but the live unit could not be read: that is not a clean bill of health.
+            return result(Status.WAIT, f"NO CANARY RECORDED, but {problems[0]}",
+                          "check systemctl and the unit name (qtsafe doctor)")
         return result(Status.PASS, f"NO CANARY: {settings.unit} runs its baseline", None)
     if phase != st.PHASE_ACTIVE:
         problems.insert(0, f"a canary was interrupted while {phase} (last step {state.get('step')}, "
@@ -1365,7 +1376,9 @@ def canary_status(settings: Settings, *, systemd: Systemd | None = None, journal
                       "promote with 'qtsafe canary promote --to <stage> --reason ...' or roll back")
     hb_model = (heartbeat or {}).get("canary_model")
     max_age = settings.monitor.heartbeat_max_age
-    if hb_problem or age is None:
+    if last is not None and last.get("action") == "monitoring_stopped":
+        problems.append(f"the monitor stopped at {last.get('timestamp')} ({last.get('reason')})")
+    elif hb_problem or age is None:
         problems.append(hb_problem or "monitor heartbeat has no readable age")
     elif age > max_age:
         problems.append(f"monitor heartbeat is stale: {age:.0f}s old (limit {max_age:g}s)")

@@ -94,8 +94,15 @@ class Systemd:
         Asked for with ``--timestamp=utc`` so no local zone has to be guessed; a zone other than UTC in
         the answer is refused rather than misread. Never active (empty or ``n/a``) is an error.
         """
-        proc = self._run([self.settings.systemctl, "show", self.unit, "-p", "ActiveEnterTimestamp",
-                          "--timestamp=utc"], self.query_timeout)
+        argv = [self.settings.systemctl, "show", self.unit, "-p", "ActiveEnterTimestamp"]
+        try:
+            proc = self._run([*argv, "--timestamp=utc"], self.query_timeout)
+        except SystemdError as first:
+            # systemd < 248 has no --timestamp=; ask plainly and accept the answer only if it is in UTC.
+            try:
+                proc = self._run(argv, self.query_timeout)
+            except SystemdError:
+                raise first from None
         line = next((x for x in (proc.stdout or "").splitlines() if x.startswith("ActiveEnterTimestamp=")), "")
         raw = line.partition("=")[2].strip()
         match = re.search(r"(\d{4}-\d{2}-\d{2}) (\d{2}:\d{2}:\d{2})(?: (\S+))?$", raw)

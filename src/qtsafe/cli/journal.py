@@ -30,7 +30,7 @@ def verify(ctx: click.Context, base_dir: str | None, as_json: bool) -> int:
 
     \b
     Example:
-      qtsafe journal verify --base-dir /opt/quantum
+      qtsafe journal verify --base-dir /home/qt/quantum_trader
     """
     settings = load(ctx, {"base_dir": base_dir})
     result = journal_lib.verify_journal(settings)

@@ -261,7 +261,7 @@ class JsonlSource:
                 for field, value in record["fields"].items():
                     if not isinstance(value, str):
                         raise InputError(f"{where}: field {field!r} is not a string (stream values are strings)")
-                    flat.append(str(field).encode("utf-8"))
+                    flat.append(str(field).encode("utf-8", "surrogateescape"))
                     flat.append(value.encode("utf-8", "surrogateescape"))
                 yield key, (record["id"].encode("ascii"), flat)
 
