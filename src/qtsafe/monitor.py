@@ -439,7 +439,8 @@ def _completed(settings: Settings, watch: Watch, now: dt.datetime, duration: flo
 
 def _stopped(settings: Settings, watch: Watch, now: dt.datetime, reason: str) -> MonitorResult:
     append_record(settings, "monitoring_stopped", canary_id=watch.canary_id, canary_model=watch.model,
-                  stage=watch.stage, reason=reason, loosened_thresholds=settings.loosened(), checks_performed=watch.checks, events=watch.events, result="unmonitored")
+                  stage=watch.stage, reason=reason, loosened_thresholds=settings.loosened(),
+                  checks_performed=watch.checks, events=watch.events, result="unmonitored")
     result = MonitorResult(status=Status.STOPPED,
                            summary=f"STOPPED: monitor of canary {watch.model} stopped after {watch.checks} checks "
                                    f"({reason}); the canary is UNMONITORED - resume with 'qtsafe monitor' or roll "
