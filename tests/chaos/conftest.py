@@ -29,7 +29,7 @@ from tests.conftest import RedisServer
 FAULT_KINDS = {
     "redis-kill": "redis-server SIGKILLed while a command reads the stream",
     "redis-restart": "redis-server SIGKILLed and restarted (same port, data kept) during a monitor",
-    "sigkill-step": "a qtsafe canary command SIGKILLed at a named step (TEST_QTSAFE_CRASH_AT) or mid-systemctl",
+    "sigkill-step": "a qtsafe command SIGKILLed at a named step (TEST_QTSAFE_CRASH_AT), mid-systemctl or mid-watch",
     "lock-contention": "two canary commands for the same unit at once",
     "disk-full": "writes fail: file-size limit (EFBIG), ENOSPC on rename, or a file where a directory must be",
     "fuzz": "arbitrary bytes and field values in stream entries, read by the real CLI",

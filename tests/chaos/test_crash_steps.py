@@ -28,6 +28,7 @@ from qtsafe.simulate import generate
 from qtsafe.status import Status
 from tests.canary.conftest import REPO_SRC, FakeGate, Root, run_qtsafe
 from tests.chaos.conftest import Faults
+from tests.conftest import STREAM
 
 ENV_KEY = "PATCHTST_SHADOW_ONLY"
 
@@ -222,3 +223,51 @@ def test_promotion_killed_during_the_restart(root: Root, gate: FakeGate, to: str
     assert root.actions() == records_before  # the promotion was not journaled
     status_explains_and_rollback_repairs(root, before, env_before)
     assert not baseline_dropin.exists()
+
+
+@pytest.mark.integration
+@pytest.mark.fault("sigkill-step")
+def test_monitor_killed_mid_watch_then_the_watchdog_rolls_back(root: Root, gate: FakeGate, redis_server: Any,
+                                                               real_redis: Any) -> None:
+    """The analyser dying fails closed: a SIGKILLed monitor journals nothing, its heartbeat goes stale,
+    ``status`` says unmonitored, and the watchdog timer's run rolls the canary back (verified)."""
+    before, env_before = _live(root), root.live_environment()
+    settings = root.settings()
+    activated = lifecycle.activate(settings, model="patchtst", gate=gate, open_source=lambda *a: object(),
+                                   sleep=lambda s: None)
+    assert activated.status is Status.PASS
+    real_redis.xadd(STREAM, {"event_type": "trade.intent", "payload": "{}"})
+    root.clear_calls()
+    fast = {"QTSAFE_MONITOR_HEARTBEAT_MAX_AGE": "2"}  # stricter than the default 180 s, to wait 2 s, not 3 min
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QTSAFE_")}
+    env.update(root.env(), PYTHONPATH=str(REPO_SRC), **fast)
+    proc = subprocess.Popen([sys.executable, "-m", "qtsafe", "monitor", "--interval", "1s", "--redis-url",
+                             redis_server.url], env=env, cwd=root.path, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    heartbeat = st.heartbeat_path(settings)
+    deadline = time.monotonic() + 30
+    while not heartbeat.exists():
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "the monitor never wrote a heartbeat"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait(timeout=10) == -signal.SIGKILL
+    proc.communicate()
+    assert root.actions() == ["canary_activated", "monitoring_started"]  # a SIGKILL journals nothing
+    assert root.verbs() == [] and root.dropin.exists()
+    time.sleep(2.2)
+    status = run_qtsafe(root, "canary", "status", extra_env=fast)
+    assert status.returncode == 3 and status.stdout.startswith("CANARY UNMONITORED: patchtst at 10%"), status.stdout
+    assert "heartbeat is stale" in status.stdout
+    root.clear_calls()
+    watchdog = run_qtsafe(root, "monitor", "--watchdog", extra_env=fast)
+    assert watchdog.returncode == 2, watchdog.stdout + watchdog.stderr
+    assert watchdog.stdout.startswith("FAIL: monitor of canary patchtst is dead (monitor heartbeat is ")
+    assert "canary rolled back" in watchdog.stdout
+    assert root.verbs() == ["systemctl daemon-reload", "systemctl restart", "systemctl is-active",
+                            "systemctl is-active", "systemctl show", "journalctl -u"]
+    assert _live(root) == before and root.live_environment() == env_before
+    assert root.actions() == ["canary_activated", "monitoring_started", "rollback_executed"]
+    assert root.records()[-1]["trigger"] == "qsc_monitor_watchdog"
+    assert journal.verify_journal(settings).status is Status.PASS
+    assert run_qtsafe(root, "canary", "status").returncode == 0
