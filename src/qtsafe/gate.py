@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from qtsafe import __version__
-from qtsafe.checks.quality import FAIL, Finding
+from qtsafe.checks.quality import FAIL, WARN, Finding
 from qtsafe.config import Settings
 from qtsafe.errors import InputError
 from qtsafe.evidence import Evidence, gather, gather_before
@@ -80,12 +80,14 @@ class GateResult:
 
 
 def stall_finding(evidence: Evidence, settings: Settings, now: dt.datetime, *, live: bool) -> Finding | None:
-    """A live read whose newest trade.intent is older than the stall limit: telemetry has stopped."""
+    """A live read whose newest trade.intent is older than the stall limit (at --until, or now): stopped."""
     telemetry = evidence.telemetry
-    if not live or evidence.window.until is not None or telemetry.evaluated == 0:
+    if not live or telemetry.evaluated == 0:
         return None
+    until = evidence.window.until
+    reference = min(until, now) if until is not None else now
     newest_ms = int(telemetry.event_ms[-1])
-    age = now.timestamp() - newest_ms / 1000.0
+    age = reference.timestamp() - newest_ms / 1000.0
     if age <= settings.monitor.stall_limit:
         return None
     return Finding("stalled", FAIL,
@@ -105,10 +107,12 @@ def _summary(status: Status, mode: str, verdicts: Sequence[ModelVerdict], findin
         first = failing[0].message if failing else "blocked"
         more = f" (+{len(failing) - 1} more)" if len(failing) > 1 else ""
         return f"FAIL: quality gate ({mode}) - {first}{more}"
+    warnings = [f for f in findings if f.severity == WARN]
+    warned = f" ({len(warnings)} warning{'s' if len(warnings) > 1 else ''}: {warnings[0].check})" if warnings else ""
     if status is Status.COLLECTED:
-        return (f"COLLECTED: quality gate (collection) - {evaluated:,} events, models {names}: all checks green; "
-                "collection mode never promotes (exit 3)")
-    return f"PASS: quality gate (canary) - {evaluated:,} events, models {names}: all checks green"
+        return (f"COLLECTED: quality gate (collection) - {evaluated:,} events, models {names}: all checks green"
+                f"{warned}; collection mode never promotes (exit 3)")
+    return f"PASS: quality gate (canary) - {evaluated:,} events, models {names}: all checks green{warned}"
 
 
 def run_quality_gate(
@@ -125,8 +129,12 @@ def run_quality_gate(
     write_report: bool = True,
     progress: Progress | None = None,
     now: dt.datetime | None = None,
+    require_fresh: bool = False,
 ) -> GateResult:
     """Read the window, judge every model (whole window and recent part), write the report.
+
+    Live Redis reads fail when the newest event is older than the stall limit; ``require_fresh`` applies
+    that to exports too (canary activation: a model is never promoted on old evidence).
 
     Give a resolved ``window``, or ``after``/``until``/``last`` (aware datetimes) to build one.
     """
@@ -145,9 +153,12 @@ def run_quality_gate(
             raise InputError("--baseline-window needs a cutover (--after)")
         baseline = gather_before(source, window.start_id, telemetry.read)
     verdicts, findings = judge_models(telemetry, t, min_events=min_events, only=models, baseline=baseline)
-    stalled = stall_finding(evidence, settings, now, live=isinstance(source, RedisStreamSource))
+    stalled = stall_finding(evidence, settings, now, live=require_fresh or isinstance(source, RedisStreamSource))
     if stalled is not None:
         findings.append(stalled)
+    if evidence.trimmed.get("detected"):
+        # The verdict uses what remains (the stream cap is the producer's), but nobody may miss that it did.
+        findings.append(Finding("trimmed", WARN, evidence.trimmed["note"], "window", "whole window"))
     if not evidence.telemetry.reconciliation()["balanced"]:  # pragma: no cover - an invariant of the reader
         findings.append(Finding("reconciliation", FAIL, "entries read do not reconcile", "window", "whole window"))
     blocked = any(f.severity == FAIL for f in findings) or not all(m.passed for m in verdicts)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import math
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -79,8 +80,13 @@ def monitor_state_path(settings: Settings) -> Path:
     return settings.data_dir / "qsc_monitor_state.json"
 
 
+def iso_precise(moment: dt.datetime) -> str:
+    """ISO 8601 UTC with microseconds (tick times must round-trip exactly through the saved state)."""
+    return moment.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+
+
 def _json_float(value: float) -> float | None:
-    return None if value != value else round(float(value), 6)
+    return round(float(value), 6) if math.isfinite(value) else None
 
 
 class Watch:
@@ -108,6 +114,8 @@ class Watch:
             {name: RollingModel.from_state(data) for name, data in saved["models"].items()} if saved else {})
         self.ensemble = RollingEnsemble.from_state(saved["ensemble"]) if saved else RollingEnsemble(window)
         self.timeline: list[dict[str, Any]] = list(saved["timeline"]) if saved else []
+        self.last_tick_at: str | None = saved.get("last_tick_at") if saved else None
+        self.max_gap: float = float(saved.get("max_gap", 0.0)) if saved else 0.0
         self.started_at: str = saved["started_at"] if saved else iso(utc_now()) or ""
 
     # -- reading -------------------------------------------------------------------------------
@@ -177,32 +185,54 @@ class Watch:
         if silent > m.stall_limit:
             violations.append(f"telemetry stalled: no new trade.intent for {silent / 60:.1f} min "
                               f"(limit {m.stall_limit / 60:.0f} min)")
-        if self.errors_consecutive >= m.max_consecutive_errors:
-            violations.append(f"telemetry lost: Redis errors on {self.errors_consecutive} consecutive checks "
-                              f"(limit {m.max_consecutive_errors})")
-        elif self.errors_total >= m.max_total_errors:
-            violations.append(f"telemetry unreliable: Redis errors on {self.errors_total} checks in all "
-                              f"(limit {m.max_total_errors})")
+        violations += self.budget_violations()
         return violations, inconclusive, figures
+
+    def budget_violations(self) -> list[str]:
+        """Telemetry lost: errors on too many checks in a row, or in all (an every-other-check failure)."""
+        m = self.settings.monitor
+        if self.errors_consecutive >= m.max_consecutive_errors:
+            return [f"telemetry lost: Redis errors on {self.errors_consecutive} consecutive checks "
+                    f"(limit {m.max_consecutive_errors})"]
+        if self.errors_total >= m.max_total_errors:
+            return [f"telemetry unreliable: Redis errors on {self.errors_total} checks in all "
+                    f"(limit {m.max_total_errors})"]
+        return []
 
     def tick(self, source: Source, now: dt.datetime) -> Tick:
         """Read what is new, fold it in, judge. A Redis error is counted, never treated as a pass."""
         self.checks += 1
+        # The longest time the canary went unwatched (a late start, or a monitor down between checks).
+        previous = parse_utc(self.last_tick_at) if self.last_tick_at else self.activated_at
+        self.max_gap = max(self.max_gap, (now - previous).total_seconds())
+        self.last_tick_at = iso_precise(now)
         error = None
         new_events = 0
         try:
             telemetry = self.read_new(source)
+            self.fold(telemetry)
         except (TelemetryError, InputError) as exc:
             self.errors_total += 1
             self.errors_consecutive += 1
             error = str(exc)
+        except Exception as exc:  # noqa: BLE001 - a check that cannot run is an error check, never a pass
+            self.errors_total += 1
+            self.errors_consecutive += 1
+            error = f"check failed: {type(exc).__name__}: {exc}"
         else:
             self.errors_consecutive = 0
-            self.fold(telemetry)
             new_events = telemetry.evaluated
-        violations, inconclusive, figures = self.judge(now)
+        try:
+            violations, inconclusive, figures = self.judge(now)
+        except Exception as exc:  # noqa: BLE001 - a check that cannot be judged counts as an error check
+            if error is None:
+                self.errors_total += 1
+                self.errors_consecutive += 1
+            error = f"check failed: {type(exc).__name__}: {exc}"
+            violations, inconclusive, figures = self.budget_violations(), True, {}
         state = "violation" if violations else ("error" if error else ("inconclusive" if inconclusive else "ok"))
         tick = Tick(self.checks, now, new_events, self.events, state, tuple(violations), figures, error, self.last_id)
+        del self.timeline[:-1999]  # bounded: the report samples it; a replay may run for weeks of checks
         self.timeline.append({"index": tick.index, "at": iso(now), "new": new_events, "events": self.events,
                               "state": state, "models": {k: {"n": v["n"], "std": v["std"], "spread": v["spread"]}
                                                          for k, v in figures.items()}})
@@ -215,7 +245,8 @@ class Watch:
                 "errors_total": self.errors_total, "errors_consecutive": self.errors_consecutive,
                 "events": self.events, "last_event_ms": self.last_event_ms,
                 "models": {k: v.to_state() for k, v in self.models.items()}, "ensemble": self.ensemble.to_state(),
-                "timeline": self.timeline[-2000:], "qtsafe_version": __version__}
+                "timeline": self.timeline[-2000:], "last_tick_at": self.last_tick_at, "max_gap": self.max_gap,
+                "qtsafe_version": __version__}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -405,6 +436,10 @@ def _missing_evidence(settings: Settings, watch: Watch, tick: Tick) -> str | Non
     have = canary.n if canary is not None else 0
     if have < needed:
         return f"only {have} valid {watch.model} votes since activation, need {needed}"
+    limit = settings.monitor.heartbeat_max_age
+    if watch.max_gap > limit:
+        return (f"the canary went unwatched for {watch.max_gap / 60:.1f} min at a stretch (limit {limit:g} s): "
+                "the monitor started late or was down")
     if tick.state == "inconclusive":
         waiting = [name for name, fig in tick.models.items() if fig["state"] == "inconclusive"]
         return ("the last check was inconclusive (" + (", ".join(waiting) or "ensemble") +
@@ -476,7 +511,22 @@ def run_watchdog(settings: Settings, *, rollback_fn: RollbackFn | None = None,
     limit = settings.monitor.heartbeat_max_age
     canary = canary_state.active_canary(settings)
     if canary is None:
-        return WatchdogResult(Status.PASS, "OK: no active canary; nothing to watch", None, None, None)
+        pending = canary_state.load_state(settings)
+        if pending is None:
+            return WatchdogResult(Status.PASS, "OK: no active canary; nothing to watch", None, None, None)
+        # A canary stuck half-applied or half-rolled-back (its process died): nothing watches it. Repair it.
+        since = pending.get("started_at") or pending.get("activated_at")
+        age = (now - parse_utc(str(since))).total_seconds() if since else limit + 1
+        if age <= limit:
+            return WatchdogResult(Status.WAIT, f"WAIT: a canary is {pending.get('phase')} since {since}; "
+                                               "checking again next run", pending.get("canary_id"), None, None)
+        why = f"a canary was left {pending.get('phase')} at step {pending.get('step')} since {since}"
+        outcome = roll_back(settings, trigger="qsc_monitor_watchdog", violations=[why], reason=f"watchdog: {why}")
+        data = outcome.to_dict() if hasattr(outcome, "to_dict") else dict(outcome)
+        verified = getattr(outcome, "status", None) is Status.PASS
+        return WatchdogResult(Status.FAIL, f"FAIL: {why}; " + ("repaired by rollback" if verified else
+                                                               f"ROLLBACK FAILED - {getattr(outcome, 'summary', '')}"),
+                              pending.get("canary_id"), None, data)
     beat, age, problem = canary_state.read_heartbeat(settings)
     last = _last_monitor_record(settings, canary)
     if last is not None and last.get("action") == "monitoring_completed" and last.get("result") == "safe":
@@ -538,43 +588,65 @@ class ReplayResult:
 
 def run_replay(settings: Settings, source: Source, from_id: str, to_id: str, *, model: str,
                interval: float | None = None) -> ReplayResult:
-    """The monitor's rules over recorded telemetry at full speed, in ticks of stream time. Changes nothing."""
+    """The monitor's rules over recorded telemetry at full speed, in ticks of stream time. Changes nothing.
+
+    Ticks start at the first entry in the range. A silent stretch is judged only until the stall rule
+    has had its chance to fire, then skipped in one step, so a range with long gaps costs no more than
+    one with none.
+    """
     interval = settings.monitor.interval if interval is None else interval
-    start_ms, _ = parse_stream_id(from_id)
-    parse_stream_id(to_id)
-    activated = dt.datetime.fromtimestamp(start_ms / 1000, tz=dt.UTC)
-    watch = Watch(settings, f"replay-{from_id}", model, activated)
+    first_key, last_key = parse_stream_id(from_id), parse_stream_id(to_id)
+    if last_key < first_key:
+        raise InputError(f"--replay: {to_id} is before {from_id}")
     step = int(interval * 1000)
-    boundary = start_ms + step
+    stall_ms = int(settings.monitor.stall_limit * 1000)
+    watch: Watch | None = None
+    boundary = 0
     firings: list[dict[str, Any]] = []
     pending: list[Any] = []
 
     def close_tick(at_ms: int) -> None:
+        assert watch is not None
         builder = TelemetryBuilder()
         if pending:
             builder.feed(list(pending))
             pending.clear()
         watch.fold(builder.build())
         watch.checks += 1
-        violations, _, _ = watch.judge(dt.datetime.fromtimestamp(at_ms / 1000, tz=dt.UTC))
+        at = dt.datetime.fromtimestamp(at_ms / 1000, tz=dt.UTC)
+        violations, _, _ = watch.judge(at)
         if violations:
-            firings.append({"check": watch.checks, "at": iso(dt.datetime.fromtimestamp(at_ms / 1000, tz=dt.UTC)),
-                            "events": watch.events, "violations": violations})
+            firings.append({"check": watch.checks, "at": iso(at), "events": watch.events, "violations": violations})
 
     for page in source.pages(from_id, to_id):
         for entry in page:
             ms = int(entry[0].split(b"-", 1)[0])
-            while ms > boundary:
+            if watch is None:
+                watch = Watch(settings, f"replay-{from_id}", model, dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC))
+                boundary = ms + step
+            silent_until = (watch.last_event_ms or ms) + stall_ms + step
+            while ms > boundary and boundary <= silent_until:
                 close_tick(boundary)
                 boundary += step
+            if ms > boundary:  # a long silence, already judged: skip to the tick holding this entry
+                boundary += ((ms - boundary) // step + 1) * step
             pending.append(entry)
+    if watch is None:
+        return ReplayResult(Status.WAIT, f"WAIT: no entries between {from_id} and {to_id}; nothing to replay",
+                            model, from_id, to_id, 0, 0, ())
     close_tick(boundary)
+    canary = watch.models.get(model)
+    needed = settings.thresholds.min_events_canary
     if firings:
         first = firings[0]
         summary = (f"FAIL: the monitor's rules would have fired at {first['at']} (check {first['check']}, "
                    f"{first['events']:,} events): {first['violations'][0]}; {len(firings)} of {watch.checks} "
                    "checks had a violation")
         status = Status.FAIL
+    elif canary is None or canary.n < needed:
+        summary = (f"WAIT: no rule fired over {watch.checks} checks, but only {canary.n if canary else 0} valid "
+                   f"{model} votes in the range (need {needed}): too little evidence to call it clean")
+        status = Status.WAIT
     else:
         summary = f"PASS: no rule would have fired over {watch.checks} checks and {watch.events:,} events"
         status = Status.PASS

@@ -17,13 +17,13 @@ import msgspec
 import numpy as np
 
 from qtsafe import __version__
-from qtsafe.checks.quality import FAIL, WARN, Finding
+from qtsafe.checks.quality import FAIL, WARN, Finding, mean_std
 from qtsafe.config import Settings
 from qtsafe.evidence import gc_paused
 from qtsafe.reports import render, write_report
 from qtsafe.status import Status
 from qtsafe.telemetry.parse import EVENT_TYPE, RawEntry
-from qtsafe.telemetry.sources import Progress, Source
+from qtsafe.telemetry.sources import Progress, RedisStreamSource, Source
 from qtsafe.telemetry.window import Window
 from qtsafe.timeutil import file_stamp, iso, utc_now
 
@@ -40,14 +40,21 @@ class _FeatureAccumulator:
     def add(self, value: Any) -> None:
         if value is None:
             self.null += 1
-        elif isinstance(value, bool) or not isinstance(value, (int, float)):
+            return
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
             self.non_numeric += 1
-        elif math.isnan(value):
+            return
+        try:
+            number = float(value)
+        except OverflowError:  # a JSON integer beyond the float range
+            self.inf += 1
+            return
+        if math.isnan(number):
             self.nan += 1
-        elif math.isinf(value):
+        elif math.isinf(number):
             self.inf += 1
         else:
-            self.values.append(float(value))
+            self.values.append(number)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,7 +77,8 @@ class FeatureStat:
     verdict: str  # ok | flat | invalid | missing | expected-constant
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+                for k, v in dataclasses.asdict(self).items()}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,6 +137,7 @@ class FeatureBuilder:
         self.skipped = {"other_event_type": 0, "no_payload": 0, "bad_json": 0, "payload_not_object": 0}
         self.features: dict[str, _FeatureAccumulator] = {}
         self.features_not_object = 0  # events whose `features` is present but not an object
+        self.newest_ms: int | None = None  # stream time of the newest trade.intent event
 
     def feed(self, page: list[RawEntry]) -> None:
         for _entry_id, fields in page:
@@ -157,6 +166,7 @@ class FeatureBuilder:
                 self.skipped["payload_not_object"] += 1
                 continue
             self.events += 1
+            self.newest_ms = int(_entry_id.partition(b"-")[0])
             for name in self.fields:
                 if name in data:
                     self._acc(name).add(data[name])
@@ -192,7 +202,7 @@ def judge_features(builder: FeatureBuilder, settings: Settings) -> tuple[list[Fe
         std = median = lo = hi = None
         flat = False
         if values.shape[0]:
-            std, median = float(values.std()), float(np.median(values))
+            std, median = mean_std(values)[1], float(np.median(values))
             lo, hi = float(values.min()), float(values.max())
             flat = values.shape[0] >= 2 and std <= rules.flatline_rel_tol * max(abs(median), 1.0)
         expected = name in rules.expected_constant
@@ -267,6 +277,13 @@ def run_feature_sanity(
         for page in source.pages(start, window.end_id, progress=progress, total=total if total >= 0 else None):
             builder.feed(page)
     stats, findings, judged, flatlined, excluded = judge_features(builder, settings)
+    if isinstance(source, RedisStreamSource) and window.until is None and builder.newest_ms is not None:
+        age = now.timestamp() - builder.newest_ms / 1000.0
+        if age > settings.monitor.stall_limit:
+            # Inputs that stopped arriving are not alive, however healthy the old ones looked.
+            findings.append(Finding("stalled", FAIL, f"telemetry stalled: the newest trade.intent is {age / 60:.1f} "
+                                                     f"min old (limit {settings.monitor.stall_limit / 60:.0f} min)",
+                                    "window", "window"))
     failed = [f for f in findings if f.severity == FAIL]
     status = Status.FAIL if failed else Status.PASS
     if failed:

@@ -91,15 +91,29 @@ def run_scoreboard(
     if stalled is not None:
         findings.append(stalled)
     figures = ensemble_figures(telemetry.votes)
-    findings += judge_ensemble(figures, t, severity=WARN)
+    if figures.events < t.min_events_canary:
+        # A handful of multi-voter events says nothing about agreement: not GO until there is evidence.
+        findings.append(Finding("ensemble_insufficient", WARN,
+                                f"ensemble: only {figures.events} events with two or more voting models, need "
+                                f"{t.min_events_canary} to judge agreement", "ensemble", "whole window"))
+    else:
+        findings += judge_ensemble(figures, t, severity=WARN)
+    if evidence.trimmed.get("detected"):
+        findings.append(Finding("trimmed", WARN, evidence.trimmed["note"], "window", "whole window"))
     blocked = any(f.severity == FAIL for f in findings) or not all(m.passed for m in verdicts)
     waiting = any(f.severity == WARN and f.subject == "ensemble" for f in findings)
     status = Status.NO_GO if blocked else (Status.WAIT if waiting else Status.GO)
     failing = [m.name for m in verdicts if not m.passed]
     if status is Status.NO_GO:
-        first = next((f.message for f in findings if f.severity == FAIL), None) or next(
-            f.message for m in verdicts for f in m.findings if f.severity == FAIL)
-        summary = f"NO-GO: {len(failing)} of {len(verdicts)} models fail the gate checks - {first}"
+        blockers = [f for f in findings if f.severity == FAIL] + [
+            f for m in verdicts for f in m.findings if f.severity == FAIL]
+        blockers.sort(key=lambda f: f.check not in ("insufficient_data", "no_models", "model_missing", "stalled"))
+        more = f" (+{len(blockers) - 1} more)" if len(blockers) > 1 else ""
+        if failing:
+            summary = (f"NO-GO: {len(failing)} of {len(verdicts)} models fail the gate checks - "
+                       f"{blockers[0].message}{more}")
+        else:
+            summary = f"NO-GO: {blockers[0].message}{more}"
     elif status is Status.WAIT:
         summary = (f"WAIT: all {len(verdicts)} models pass, ensemble out of range - "
                    + "; ".join(f.message for f in findings if f.subject == "ensemble"))

@@ -30,7 +30,7 @@ def test_activation_writes_applies_verifies_and_journals(root: Root, gate: FakeG
     # The gate ran in canary mode for this model, in-process.
     # The whole ensemble is judged (the monitor will judge it all), not only the canary.
     assert gate.calls == [{"mode": "canary", "after": None, "models": ("lgbm", "nhits", "patchtst", "xgb"),
-                           "write_report": True}]
+                           "write_report": True, "require_fresh": True}]
     # Drop-in, local copy, canary weights, baseline backup.
     dropin = root.dropin.read_text()
     assert 'Environment="ENSEMBLE_WEIGHTS={\\"lgbm\\":0.28125,\\"nhits\\":0.3375,\\"patchtst\\":0.1,' \
@@ -297,3 +297,24 @@ def test_env_key_mode_failure_restores_the_file(root: Root, gate: FakeGate) -> N
     result = activate(root, gate, env_key="PATCHTST_SHADOW_ONLY", env_value="false")
     assert result.status is Status.FAIL and result.rollback.status is Status.PASS
     assert root.env_file.read_bytes() == before
+
+
+def test_failing_final_state_write_rolls_back_instead_of_leaving_an_unwatched_canary(
+        root: Root, gate: FakeGate, monkeypatch: pytest.MonkeyPatch) -> None:
+    from qtsafe.canary import state as st
+    from qtsafe.errors import WriteError
+
+    real_save = st.save_state
+
+    def save(settings: Any, state: dict[str, Any]) -> None:
+        if state.get("phase") == st.PHASE_ACTIVE:
+            raise WriteError("cannot write data/qsc_canary_state.json: No space left on device")
+        real_save(settings, state)
+
+    monkeypatch.setattr(st, "save_state", save)
+    result = activate(root, gate)
+    assert result.status is Status.FAIL
+    assert result.summary.startswith("CANARY FAILED: cannot record the active canary")
+    assert "rolled back" in result.summary
+    assert not root.dropin.exists()
+    assert root.actions() == ["canary_activated", "rollback_executed"]

@@ -11,7 +11,7 @@ import pytest
 
 from qtsafe import monitor as mon
 from qtsafe.canary import state as st
-from qtsafe.errors import StateError, TelemetryError
+from qtsafe.errors import InputError, StateError, TelemetryError
 from qtsafe.status import Status, exit_code_for
 from qtsafe.telemetry import RedisStreamSource
 from tests.canary.conftest import Root
@@ -212,3 +212,60 @@ def test_replay_reports_when_rules_would_fire(root: Root, fake_redis) -> None:
     healthy = mon.run_replay(root.settings(), RedisStreamSource(fake_redis, STREAM), first,
                              f"{int(first.split('-')[0]) + 25 * 60_000}-0", model="patchtst")
     assert healthy.status is Status.PASS, healthy.firings[:1]
+
+
+def test_replay_of_an_empty_or_reversed_range(root: Root, fake_redis) -> None:
+    write_events(fake_redis, "healthy", 10, dt.datetime(2026, 1, 10, 6, tzinfo=dt.UTC),
+                 dt.datetime(2026, 1, 10, 6, 5, tzinfo=dt.UTC), seed=1)
+    source = RedisStreamSource(fake_redis, STREAM)
+    empty = mon.run_replay(root.settings(), source, "1-0", "2-0", model="patchtst")
+    assert empty.status is Status.WAIT and empty.checks == 0
+    few = mon.run_replay(root.settings(), source, "0-0", "9999999999999-0", model="patchtst")
+    assert few.status is Status.WAIT and "too little evidence" in few.summary
+    assert few.checks <= 12  # starts at the first entry, not at 1970
+    with pytest.raises(InputError, match="is before"):
+        mon.run_replay(root.settings(), source, "5-0", "4-0", model="patchtst")
+
+
+def test_replay_skips_long_silences_after_judging_them(root: Root, fake_redis) -> None:
+    day = dt.datetime(2026, 1, 10, tzinfo=dt.UTC)
+    write_events(fake_redis, "healthy", 300, day, day + dt.timedelta(minutes=10), seed=1)
+    later = day + dt.timedelta(days=30)
+    write_events(fake_redis, "healthy", 300, later, later + dt.timedelta(minutes=10), seed=2)
+    result = mon.run_replay(root.settings(), RedisStreamSource(fake_redis, STREAM), "0-0", "9999999999999-0",
+                            model="patchtst")
+    assert result.status is Status.FAIL and result.firings[0]["violations"][0].startswith("telemetry stalled")
+    assert result.checks < 200  # 30 days of silence is not 86,400 checks
+
+
+def test_completion_needs_an_unbroken_watch(root: Root, activated, fake_redis) -> None:
+    start = activated["at"]
+    # The producer ran from activation, but the monitor only started 20 minutes later.
+    write_events(fake_redis, "healthy", 800, start, start + dt.timedelta(minutes=20), seed=1)
+    clock = FastClock(start + dt.timedelta(minutes=20), producer(fake_redis, start=start))
+    result = run(activated, fake_redis, clock, interval=60, duration=3600)
+    assert result.status is Status.WAIT and result.summary.startswith("INCONCLUSIVE")
+    assert "went unwatched for 20.0 min" in result.summary
+    assert root.records()[-1]["action"] == "monitoring_inconclusive"
+
+
+def test_a_bad_entry_that_breaks_a_check_counts_against_the_budget(root: Root, activated, fake_redis) -> None:
+    class Broken:
+        def pages(self, *a: Any, **k: Any):
+            raise ValueError("something no reader expected")
+
+    result = run(activated, fake_redis, FastClock(activated["at"]), source=Broken(), interval=30)
+    assert result.status is Status.FAIL and result.checks == 3
+    assert result.violations == ("telemetry lost: Redis errors on 3 consecutive checks (limit 3)",)
+
+
+def test_watchdog_repairs_a_canary_left_half_applied(root: Root, activated) -> None:
+    settings = activated["settings"]
+    state = st.load_state(settings)
+    stuck = dict(state, phase="applying", step="restarted",
+                 started_at=(activated["at"] - dt.timedelta(hours=1)).isoformat())
+    st.save_state(settings, stuck)
+    result = mon.run_watchdog(settings)
+    assert result.status is Status.FAIL and result.summary.endswith("repaired by rollback")
+    assert st.load_state(settings) is None and not root.dropin.exists()
+    assert root.records()[-1]["trigger"] == "qsc_monitor_watchdog"

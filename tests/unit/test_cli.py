@@ -258,3 +258,26 @@ def test_after_auto_on_old_systemd_without_timestamp_option(fake_redis, make_str
     fake.write_text(fake.read_text().replace(" UTC\"", " CET\""))
     r = run_cli("scoreboard", "--after", "auto", env={"QTSAFE_SYSTEMCTL": str(fake)})
     assert r.exit_code == 2 and "is not in UTC" in r.stderr
+
+
+def test_json_on_error_is_an_object_on_stdout(run_cli) -> None:
+    r = run_cli("scoreboard", "--redis-url", "redis://127.0.0.1:1/0", "--json")
+    assert r.exit_code == 2
+    data = json.loads(r.stdout)
+    assert data["status"] == "ERROR" and data["exit_code"] == 2 and "unreachable" in data["error"]
+
+
+def test_scoreboard_needs_ensemble_evidence(run_cli, tmp_path: Path) -> None:
+    # 210 events but voters never overlap enough: per-model checks pass, agreement cannot be judged.
+    entries = []
+    for i in range(260):
+        model = ("xgb", "lgbm")[i % 2]
+        votes = {model: {"action": ("BUY", "SELL", "HOLD")[i % 3], "confidence": 0.5 + (i % 40) / 100}}
+        entries.append({"id": f"{1_700_000_000_000 + i}-0", "fields": {
+            "event_type": "trade.intent", "payload": json.dumps({"model_breakdown": votes})}})
+    f = tmp_path / "e.jsonl"
+    f.write_text("\n".join(json.dumps(e) for e in entries) + "\n")
+    env = {"QTSAFE_THRESHOLDS_MIN_EVENTS_CANARY": "100"}
+    r = run_cli("scoreboard", "--events", str(f), "--base-dir", str(tmp_path), env=env)
+    assert r.exit_code == 3, r.stdout
+    assert r.stdout.startswith("WAIT: all 2 models pass, ensemble out of range - ensemble: only 0 events with two")

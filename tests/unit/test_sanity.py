@@ -83,7 +83,9 @@ def test_features_object_is_judged(fake_redis, run_cli, tmp_path: Path) -> None:
     r = run_cli("feature-sanity", "--base-dir", str(tmp_path), "--json", env=env)
     assert r.exit_code == 2
     data = json.loads(r.stdout)
-    assert data["summary"] == "FAIL: feature sanity - features.volume_z: 1 null and 0 non-numeric values in 80 events"
+    assert data["summary"] == ("FAIL: feature sanity - features.volume_z: 1 null and 0 non-numeric values in 80 "
+                               "events (+1 more)")
+    assert data["findings"][-1]["check"] == "stalled"  # 2023 telemetry read live from Redis: not alive
     assert {f["name"] for f in data["features"]} == {"confidence", "entry_price", "features.rsi_14",
                                                      "features.volume_z"}
 

@@ -507,7 +507,8 @@ def _prepare_activation(
         # Every model of the ensemble is judged, not only the canary: the monitor judges them all, so a defect
         # elsewhere would roll the canary back at its first check. Better refused now, with nothing changed.
         judged = tuple(sorted(set(baseline or ()) | {model}))
-        result = run_gate(settings, source, mode="canary", after=cutover, models=judged, write_report=write_report)
+        result = run_gate(settings, source, mode="canary", after=cutover, models=judged, write_report=write_report,
+                          require_fresh=True)
     except QtsafeError:
         raise
     except Exception as exc:  # noqa: BLE001 - whatever the gate or Redis raised, the canary is refused
@@ -749,9 +750,21 @@ def _execute_activation(settings: Settings, prep: _Prepared, systemd: Systemd, s
             model=prep.model, dry_run=False, unit=settings.unit, share=prep.share, env_key=prep.env_key,
             canary_id=prep.canary_id, problems=(str(exc),), plan=plan, backups=tuple(backups), rollback=rb)
     _checkpoint("journaled")
+    applying = dict(state)
     state.update({"phase": st.PHASE_ACTIVE, "step": "journaled", "activated_at": activated_at,
                   "stages": [{"share": prep.share, "at": activated_at}], "git_hash": git})
-    st.save_state(settings, state)
+    try:
+        st.save_state(settings, state)
+    except QtsafeError as exc:
+        # The canary is live and journaled but its state cannot say so: nothing would monitor it. Undo it.
+        rb = _rollback_from_state(settings, applying, systemd, sleep, trigger="activation_failed",
+                                  reason=f"state write failed: {exc}", violations=[str(exc)])
+        outcome = "rolled back and verified" if rb.status is Status.PASS else "ROLLBACK FAILED"
+        return ActivationResult(
+            status=Status.FAIL, summary=f"CANARY FAILED: cannot record the active canary: {exc} ({outcome})",
+            mode=prep.mode, model=prep.model, dry_run=False, unit=settings.unit, share=prep.share,
+            env_key=prep.env_key, canary_id=prep.canary_id, problems=(str(exc),), plan=plan,
+            backups=tuple(backups), rollback=rb, rollback_command=cmd)
     what = f"{prep.model} {prep.share:.1%}" if prep.mode == "dropin" else f"{prep.env_key} for {prep.model}"
     return ActivationResult(
         status=Status.PASS, summary=f"CANARY ACTIVATED: {what} on {settings.unit} (verified)", mode=prep.mode,
@@ -1132,8 +1145,12 @@ def _recorded_backup_sha(settings: Settings, path: Path) -> str | None:
 
 # ---- promote ---------------------------------------------------------------------------------------
 
-def _monitor_cleared(records: Sequence[Mapping[str, Any]], state: Mapping[str, Any]) -> str | None:
-    """None if a monitor completed with no violation for the current stage, else why not."""
+def _monitor_cleared(records: Sequence[Mapping[str, Any]], state: Mapping[str, Any],
+                     min_hours: float | None = None) -> str | None:
+    """None if a monitor completed with no violation for the current stage, else why not.
+
+    With ``min_hours``, a completed watch shorter than that (``--duration`` cut short) does not count.
+    """
     canary_id, model = state.get("canary_id"), state.get("model")
     start = None
     for index, record in enumerate(records):
@@ -1149,8 +1166,14 @@ def _monitor_cleared(records: Sequence[Mapping[str, Any]], state: Mapping[str, A
         if action == "monitoring_completed":
             bad = record.get("violations") or (record.get("result") not in (None, "safe"))
             verdict = "the last completed monitor reported violations" if bad else None
-            if not bad:
+            hours = record.get("duration_hours")
+            if not bad and min_hours is not None and isinstance(hours, (int, float)) and hours < min_hours - 1e-9:
+                verdict = (f"the last completed watch lasted {hours:g} h, shorter than the configured "
+                           f"{min_hours:g} h")
+            elif not bad:
                 verdict = "ok"
+        elif action in ("monitoring_inconclusive",):
+            verdict = "the last watch ended inconclusive (too little evidence)"
         elif action in ("monitoring_stopped", "rollback_failed"):
             verdict = f"the journal shows {action} after the last completed monitor"
     if verdict == "ok":
@@ -1191,7 +1214,7 @@ def promote(
             if to != next_stage:
                 return refused(f"promotion goes one stage at a time: from {current} the next stage is {next_stage}, "
                                "each with its own clean monitor", model, current)
-            why = _monitor_cleared(journal.read_records(settings), state)
+            why = _monitor_cleared(journal.read_records(settings), state, settings.monitor.duration / 3600)
             if why:
                 return refused(why, model, current)
             weights = canary_weights(state["baseline_weights"], model, to, max_share=1.0)
@@ -1370,7 +1393,7 @@ def canary_status(settings: Settings, *, systemd: Systemd | None = None, journal
     what = f"{state.get('model')} at {float(state.get('share') or 0):.0%}" if state.get("mode") == "dropin" \
         else f"{state.get('env_key')} for {state.get('model')}"
     if last is not None and last.get("action") == "monitoring_completed" and \
-            _monitor_cleared(records, state) is None:
+            _monitor_cleared(records, state, settings.monitor.duration / 3600) is None:
         return result(Status.WAIT, f"CANARY ACTIVE: {what} since {state.get('activated_at')}; monitoring completed "
                       "with no violation, awaiting promote or rollback",
                       "promote with 'qtsafe canary promote --to <stage> --reason ...' or roll back")

@@ -72,6 +72,15 @@ def _json_number(value: Any) -> Any:
     return value
 
 
+def mean_std(values: np.ndarray) -> tuple[float, float]:
+    """Mean and population std that cannot overflow: finite values near 1e308 are scaled down first."""
+    scale = float(np.max(np.abs(values))) if values.size else 0.0
+    if scale == 0.0 or not np.isfinite(scale):
+        return (0.0, 0.0) if scale == 0.0 else (float("nan"), float("nan"))
+    scaled = values / scale
+    return float(scaled.mean()) * scale, float(scaled.std()) * scale
+
+
 def model_stats(actions: np.ndarray, confidences: np.ndarray, thresholds: Thresholds) -> ModelStats:
     """Action shares and confidence figures (population std, linear percentiles) for one window."""
     n = int(actions.shape[0])
@@ -86,12 +95,13 @@ def model_stats(actions: np.ndarray, confidences: np.ndarray, thresholds: Thresh
     conf = confidences.astype(np.float64, copy=False)
     p10, p50, p90 = (float(x) for x in np.percentile(conf, [10, 50, 90]))
     in_zone = np.count_nonzero((conf >= thresholds.dead_zone_low) & (conf <= thresholds.dead_zone_high))
+    mean, std = mean_std(conf)
     return ModelStats(
         n=n,
         action_counts=action_counts,
         action_share=action_share,
-        conf_mean=float(conf.mean()),
-        conf_std=float(conf.std()),
+        conf_mean=mean,
+        conf_std=std,
         p10=p10,
         p50=p50,
         p90=p90,

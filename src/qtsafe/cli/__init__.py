@@ -6,6 +6,7 @@ Errors are turned into one line on stderr and exit 2 here, and only here (a trac
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import traceback
@@ -30,6 +31,7 @@ class QtsafeGroup(click.Group):
     ) -> Any:
         argv = list(args) if args is not None else sys.argv[1:]
         debug = "--debug" in argv or os.environ.get("QTSAFE_DEBUG", "") not in ("", "0")
+        error_line = ""
         try:
             code = super().main(
                 args=argv, prog_name=prog_name or "qtsafe", complete_var=complete_var,
@@ -37,34 +39,39 @@ class QtsafeGroup(click.Group):
             )
         except click.UsageError as exc:
             exc.show()
+            error_line = _one_line(exc.format_message())
             code = 2
         except click.ClickException as exc:
-            click.echo(f"qtsafe: error: {exc.format_message()}", err=True)
+            error_line = _one_line(exc.format_message())
+            click.echo(f"qtsafe: error: {error_line}", err=True)
             code = 2
         except click.Abort:
+            error_line = "aborted"
             click.echo("qtsafe: aborted", err=True)
             code = 2
         except QtsafeError as exc:
             if debug:
                 traceback.print_exc()
-            click.echo(f"qtsafe: error: {_one_line(str(exc))}", err=True)
+            error_line = _one_line(str(exc))
+            click.echo(f"qtsafe: error: {error_line}", err=True)
             code = 2
         except KeyboardInterrupt:
+            error_line = "interrupted"
             click.echo("qtsafe: interrupted", err=True)
             code = 2
         except Exception as exc:  # noqa: BLE001 - the one place unexpected errors become exit 2
             if debug:
                 traceback.print_exc()
-            click.echo(
-                f"qtsafe: unexpected error: {type(exc).__name__}: {_one_line(str(exc))} "
-                "(run with --debug for a traceback)",
-                err=True,
-            )
+            error_line = f"unexpected error: {type(exc).__name__}: {_one_line(str(exc))}"
+            click.echo(f"qtsafe: {error_line} (run with --debug for a traceback)", err=True)
             code = 2
         if not isinstance(code, int):
             code = 0 if code is None else 2
         if code == 2:
             _metrics_for_error()
+            if error_line and "--json" in argv:
+                # Scripts piping --json into jq get an object, not an empty stdout.
+                click.echo(json.dumps({"status": "ERROR", "error": error_line, "exit_code": 2}))
         if not standalone_mode:
             return code
         sys.exit(code)

@@ -87,14 +87,15 @@ def canary() -> None:
 
 
 @canary.command()
-@click.option("--model", required=True, help="Model to give the canary share (must be in the baseline weights).")
+@click.option("--model", required=True,
+              help="Model to give the canary share; it must have telemetry (one absent from the baseline is added).")
 @click.option("--share", type=float, default=None, help="Canary share in (0, 0.5] (default 0.10).")
 @click.option("--env-key", default=None, help="Older mode: edit this one KEY= line of the env file instead.")
 @click.option("--value", "env_value", default=None, help="Value for --env-key.")
 @click.option("--after", "--cutover", "after", metavar="ISO|auto", default="auto", show_default=True,
               help="Cutover for the quality gate: ISO 8601 UTC, or 'auto' for the unit's last start.")
 @click.option("--events", "events_file", type=click.Path(dir_okay=False),
-              help="Read telemetry from a JSONL export instead of Redis.")
+              help="Read telemetry from a JSONL export instead of Redis (its newest entry must be fresh).")
 @click.option("--dry-run", is_flag=True, help="Run the preflight and print the full plan; change nothing.")
 @unit_option
 @redis_options

@@ -47,15 +47,17 @@ def monitor(ctx: click.Context, duration: str | None, interval: str | None, watc
     from qtsafe.telemetry import open_source
     from qtsafe.timeutil import parse_duration
 
-    settings = load(ctx, read_overrides(base_dir, redis_url, stream))
+    # Through the settings, so a shortened watch or a longer interval shows as loosened everywhere.
+    settings = load(ctx, {**read_overrides(base_dir, redis_url, stream),
+                          "monitor.duration": parse_duration(duration) if duration else None,
+                          "monitor.interval": parse_duration(interval) if interval else None})
     if watchdog:
         result: Any = mon.run_watchdog(settings)
         return finish(result, as_json, lambda: result.summary)
     if replay:
         if not model:
             raise click.BadParameter("--replay needs --model (the model to treat as the canary)", param_hint="--model")
-        result = mon.run_replay(settings, open_source(settings, events_file), replay[0], replay[1], model=model,
-                                interval=parse_duration(interval) if interval else None)
+        result = mon.run_replay(settings, open_source(settings, events_file), replay[0], replay[1], model=model)
         return finish(result, as_json, lambda: "\n".join([result.summary] + [
             f"  check {f['check']} at {f['at']}: " + "; ".join(f["violations"]) for f in result.firings[:20]]))
     clock = mon.SystemClock()
@@ -69,8 +71,6 @@ def monitor(ctx: click.Context, duration: str | None, interval: str | None, watc
     try:
         result = mon.run_monitor(
             settings, open_source(settings), clock=clock,
-            duration=parse_duration(duration) if duration else None,
-            interval=parse_duration(interval) if interval else None,
             stop_requested=lambda: stop.get("reason"),
             emit=(lambda line: None) if as_json else (lambda line: click.echo(line)),
         )

@@ -29,7 +29,7 @@ _ACTION_CODES = {"BUY": 0, "SELL": 1, "HOLD": 2}
 # Entry-level skip reasons, in the order reports list them.
 SKIP_REASONS = ("other_event_type", "no_payload", "bad_json", "payload_not_object", "no_breakdown", "bad_breakdown")
 INVALID_KINDS = ("missing", "null", "non_numeric", "nan", "inf", "negative")
-BAD_VOTE_KINDS = ("not_an_object", "unknown_action")
+BAD_VOTE_KINDS = ("not_an_object", "unknown_action", "bad_flag")
 
 RawEntry = tuple[bytes, Sequence[bytes]]  # (stream id, [field, value, field, value, ...])
 
@@ -78,7 +78,10 @@ def classify_confidence(value: Any) -> tuple[str | None, float]:
         return "null", math.nan
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return "non_numeric", math.nan
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # a JSON integer beyond the float range
+        return "inf", math.nan
     if math.isnan(number):
         return "nan", math.nan
     if math.isinf(number):
@@ -357,6 +360,11 @@ class TelemetryBuilder:
             if not isinstance(vote, _Vote):
                 acc.bad["not_an_object"] += 1
                 acc.examples.setdefault("not_an_object", entry_id.decode("ascii", "replace"))
+                continue
+            if not isinstance(vote.inactive, bool) or not isinstance(vote.shadow, bool):
+                # "inactive": "true" or 1 is not coerced: the vote cannot be placed, so it is malformed.
+                acc.bad["bad_flag"] += 1
+                acc.examples.setdefault("bad_flag", entry_id.decode("ascii", "replace"))
                 continue
             if vote.inactive is True:
                 acc.inactive += 1

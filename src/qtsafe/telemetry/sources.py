@@ -11,6 +11,7 @@ import json
 import queue
 import re
 import threading
+from collections import deque
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -279,11 +280,9 @@ class JsonlSource:
                 yield entry
 
     def first_id_of_last(self, count: int, start: str, end: str) -> str | None:
-        tail: list[bytes] = []
+        tail: deque[bytes] = deque(maxlen=count)
         for entry_id, _ in self._select(start, end):
             tail.append(entry_id)
-            if len(tail) > count:
-                tail.pop(0)
         return tail[0].decode("ascii") if tail else None
 
     def pages(self, start: str, end: str, progress: Progress | None = None, total: int | None = None) -> Iterator[Page]:
@@ -302,15 +301,13 @@ class JsonlSource:
 
     def pages_before(self, before: str, count: int) -> Iterator[Page]:
         limit = _id_key(before)
-        tail: list[RawEntry] = []
+        tail: deque[RawEntry] = deque(maxlen=count)
         for key, entry in self._entries():
             if key >= limit:
                 break
             tail.append(entry)
-            if len(tail) > count:
-                tail.pop(0)
         if tail:
-            yield tail
+            yield list(tail)
 
     def latest_id(self) -> str | None:
         last = None
