@@ -88,7 +88,8 @@ def _last_line(path: Path) -> bytes | None:
     except OSError as exc:
         raise StateError(f"cannot read journal {path}: {exc.strerror or exc}") from exc
     if not data.endswith(b"\n"):
-        raise StateError(f"journal {path} ends with an incomplete line; run 'qtsafe journal verify'")
+        raise StateError(f"journal {path} ends with an incomplete line (a crash mid-append?); "
+                         "run 'qtsafe journal repair'")
     return data.rstrip(b"\n").rsplit(b"\n", 1)[-1]
 
 
@@ -232,3 +233,61 @@ def show_journal(settings: Settings, *, action: str | None = None, last: int | N
     what = f" with action {action}" if action else ""
     return JournalShowResult(Status.PASS, f"{len(records)} record(s){what} in {settings.journal_path}",
                              tuple(records))
+
+
+@dataclasses.dataclass(frozen=True)
+class JournalRepairResult:
+    """Result of ``qtsafe journal repair``: PASS when a torn tail was cut (and kept) or there was none."""
+
+    status: Status
+    summary: str
+    path: str
+    removed_bytes: int
+    kept_copy: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"status": self.status.value, "summary": self.summary, "path": self.path,
+                "removed_bytes": self.removed_bytes, "kept_copy": self.kept_copy}
+
+
+def repair_journal(settings: Settings) -> JournalRepairResult:
+    """Cut a torn last line (a crash mid-append) so records can be appended again; nothing else is touched.
+
+    The torn bytes are kept in ``<journal>.torn-<UTC ts>`` first, the cut is an in-place truncation of
+    the incomplete tail only, and a ``journal_repaired`` record (with the torn bytes' SHA-256) is appended
+    so the repair itself is on the chain. A journal whose complete lines do not verify is not repaired:
+    that is tampering or corruption, for a person to look at.
+    """
+    from qtsafe.fsio import atomic_write_bytes
+    from qtsafe.timeutil import file_stamp
+
+    path = settings.journal_path
+    with locked(_lock_path(settings), blocking=True):
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return JournalRepairResult(Status.PASS, f"NOTHING TO REPAIR: {path} does not exist", str(path), 0, None)
+        except OSError as exc:
+            raise StateError(f"cannot read journal {path}: {exc.strerror or exc}") from exc
+        if not data or data.endswith(b"\n"):
+            return JournalRepairResult(Status.PASS, f"NOTHING TO REPAIR: {path} has no torn line", str(path), 0, None)
+        cut = data.rfind(b"\n") + 1
+        torn = data[cut:]
+        copy = path.with_name(f"{path.name}.torn-{file_stamp()}")
+        atomic_write_bytes(copy, torn)
+        try:
+            with open(path, "r+b") as handle:
+                handle.truncate(cut)
+                handle.flush()
+                os.fsync(handle.fileno())
+        except OSError as exc:
+            raise StateError(f"cannot truncate journal {path}: {exc.strerror or exc}") from exc
+    check = verify_journal(settings)
+    if check.status is not Status.PASS:
+        return JournalRepairResult(Status.FAIL, f"REPAIR INCOMPLETE: the torn tail was cut (kept in {copy}) but the "
+                                                f"journal still does not verify: {check.problems[0]}",
+                                   str(path), len(torn), str(copy))
+    append_record(settings, "journal_repaired", removed_bytes=len(torn),
+                  removed_sha256=hashlib.sha256(torn).hexdigest(), kept_copy=str(copy))
+    return JournalRepairResult(Status.PASS, f"JOURNAL REPAIRED: cut a torn last line of {len(torn)} bytes "
+                                            f"(kept in {copy}); the chain verifies", str(path), len(torn), str(copy))

@@ -12,12 +12,13 @@ from qtsafe.cli.options import base_dir_option, finish, json_option, load
 
 @click.group()
 def journal() -> None:
-    """The canary audit journal (logs/qsc_canary.jsonl): verify, show.
+    """The canary audit journal (logs/qsc_canary.jsonl): verify, show, repair.
 
     \b
     Examples:
       qtsafe journal verify
       qtsafe journal show --action rollback_executed --last 5
+      qtsafe journal repair
     """
 
 
@@ -54,3 +55,23 @@ def show(ctx: click.Context, action: str | None, last: int | None, base_dir: str
     result = journal_lib.show_journal(settings, action=action, last=last)
     return finish(result, as_json, lambda: "\n".join(
         [result.summary, *[json.dumps(r, sort_keys=True) for r in result.records]]))
+
+
+@journal.command()
+@base_dir_option
+@json_option
+@click.pass_context
+def repair(ctx: click.Context, base_dir: str | None, as_json: bool) -> int:
+    """Cut a torn last line left by a crash mid-append, keep it aside, and journal the repair.
+
+    \b
+    Exit: 0 repaired (or nothing to repair), 2 the journal still does not verify.
+    Only an incomplete last line is cut; anything else wrong is left for a person.
+
+    \b
+    Example:
+      qtsafe journal repair --base-dir /home/qt/quantum_trader
+    """
+    settings = load(ctx, {"base_dir": base_dir})
+    result = journal_lib.repair_journal(settings)
+    return finish(result, as_json, lambda: result.summary)
