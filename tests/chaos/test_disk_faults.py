@@ -26,6 +26,7 @@ from tests.chaos.conftest import no_traceback, qtsafe, qtsafe_env, tree
 
 INJECT = Path(__file__).resolve().parent / "inject"
 AFTER = "2000-01-01T00:00:00Z"
+AFTER2 = "2000-01-02T00:00:00Z"
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +100,9 @@ def test_enospc_on_the_second_report_file_keeps_the_previous_pair(tmp_path: Path
                                                                   run_cli: Callable[..., Result]) -> None:
     base, env = _with_previous_reports(tmp_path, command, events, run_cli)
     before = tree(base)
-    proc = qtsafe(*READERS[command], "--events", str(events), env=injecting(env, "replace:*.md"))
+    # Another cutover, so the new JSON differs from the old even when both runs fall in the same second.
+    args = [AFTER2 if arg == AFTER else arg for arg in READERS[command]]
+    proc = qtsafe(*args, "--events", str(events), env=injecting(env, "replace:*.md"))
     assert proc.returncode == 2 and proc.stderr.startswith("qtsafe: error: cannot write "), proc.stderr
     left = {name: data for name, data in tree(base).items() if name not in before or before[name] != data}
     assert left == {}, f"{sorted(left)} written by a run that exited 2"
