@@ -88,8 +88,11 @@ def iter_commands(
     """Every command and subcommand, depth first, subcommands in name order (the root first)."""
     yield path, command
     if isinstance(command, click.Group):
-        for name in sorted(command.commands):
-            yield from iter_commands(command.commands[name], (*path, name))
+        ctx = click.Context(command)
+        for name in sorted(command.list_commands(ctx)):  # the root group loads its commands lazily
+            sub = command.get_command(ctx, name)
+            assert sub is not None
+            yield from iter_commands(sub, (*path, name))
 
 
 def _context_for(root: click.Command, path: tuple[str, ...]) -> click.Context:
@@ -99,7 +102,9 @@ def _context_for(root: click.Command, path: tuple[str, ...]) -> click.Context:
     command = root
     for name in path[1:]:
         assert isinstance(command, click.Group)
-        command = command.commands[name]
+        sub = command.get_command(ctx, name)
+        assert sub is not None
+        command = sub
         ctx = click.Context(command, info_name=name, parent=ctx, **command.context_settings)
     return ctx
 

@@ -66,6 +66,55 @@ def atomic_write_bytes(path: Path | str, data: bytes, mode: int | None = None) -
     return Path(path)
 
 
+def atomic_write_pair(first: Path, first_data: bytes, second: Path, second_data: bytes) -> None:
+    """Replace two files in one directory as a pair: both new, or both as they were.
+
+    Both temp files are written and fsynced before either is renamed; if the second rename fails, the
+    first file is put back as it was (kept through a hard link), so a report never has half a twin.
+    """
+    directory = first.parent
+    if second.parent != directory:
+        raise ValueError("atomic_write_pair needs both files in one directory")
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise WriteError(f"cannot create directory {directory}: {exc.strerror or exc}") from exc
+    temps: list[str] = []
+    keep: str | None = None
+    try:
+        for target, data in ((first, first_data), (second, second_data)):
+            fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
+            temps.append(name)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.chmod(name, 0o644)
+        if first.is_file():
+            keep = tempfile.mktemp(prefix=f".{first.name}.", suffix=".old", dir=directory)
+            os.link(first, keep)
+        os.replace(temps[0], first)
+        temps[0] = ""
+        try:
+            os.replace(temps[1], second)
+            temps[1] = ""
+        except OSError:
+            if keep is not None:
+                os.replace(keep, first)
+                keep = None
+            else:
+                os.unlink(first)
+            raise
+        _fsync_dir(directory)
+    except OSError as exc:
+        raise WriteError(f"cannot write {second if not temps[0] else first}: {exc.strerror or exc}") from exc
+    finally:
+        for name in [*temps, keep or ""]:
+            if name:
+                with contextlib.suppress(OSError):
+                    os.unlink(name)
+
+
 def atomic_write_text(path: Path | str, text: str, mode: int | None = None) -> Path:
     """Atomic write of UTF-8 text (see :func:`atomic_write_bytes`)."""
     return atomic_write_bytes(path, text.encode("utf-8"), mode=mode)

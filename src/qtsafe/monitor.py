@@ -516,8 +516,8 @@ def run_watchdog(settings: Settings, *, rollback_fn: RollbackFn | None = None,
             return WatchdogResult(Status.PASS, "OK: no active canary; nothing to watch", None, None, None)
         # A canary stuck half-applied or half-rolled-back (its process died): nothing watches it. Repair it.
         since = pending.get("started_at") or pending.get("activated_at")
-        age = (now - parse_utc(str(since))).total_seconds() if since else limit + 1
-        if age <= limit:
+        stuck_for = (now - parse_utc(str(since))).total_seconds() if since else limit + 1
+        if stuck_for <= limit:
             return WatchdogResult(Status.WAIT, f"WAIT: a canary is {pending.get('phase')} since {since}; "
                                                "checking again next run", pending.get("canary_id"), None, None)
         why = f"a canary was left {pending.get('phase')} at step {pending.get('step')} since {since}"
@@ -594,11 +594,11 @@ def run_replay(settings: Settings, source: Source, from_id: str, to_id: str, *, 
     has had its chance to fire, then skipped in one step, so a range with long gaps costs no more than
     one with none.
     """
-    interval = settings.monitor.interval if interval is None else interval
+    seconds = settings.monitor.interval if interval is None else interval
     first_key, last_key = parse_stream_id(from_id), parse_stream_id(to_id)
     if last_key < first_key:
         raise InputError(f"--replay: {to_id} is before {from_id}")
-    step = int(interval * 1000)
+    step = int(seconds * 1000)
     stall_ms = int(settings.monitor.stall_limit * 1000)
     watch: Watch | None = None
     boundary = 0

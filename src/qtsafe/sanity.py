@@ -22,7 +22,7 @@ from qtsafe.config import Settings
 from qtsafe.evidence import gc_paused
 from qtsafe.reports import render, write_report
 from qtsafe.status import Status
-from qtsafe.telemetry.parse import EVENT_TYPE, RawEntry
+from qtsafe.telemetry.parse import EVENT_TYPE, RawEntry, first_fields
 from qtsafe.telemetry.sources import Progress, RedisStreamSource, Source
 from qtsafe.telemetry.window import Window
 from qtsafe.timeutil import file_stamp, iso, utc_now
@@ -142,12 +142,7 @@ class FeatureBuilder:
     def feed(self, page: list[RawEntry]) -> None:
         for _entry_id, fields in page:
             self.read += 1
-            event_type = payload = None
-            for i in range(0, len(fields) - 1, 2):
-                if fields[i] == b"event_type":
-                    event_type = fields[i + 1]
-                elif fields[i] == b"payload":
-                    payload = fields[i + 1]
+            event_type, payload = first_fields(fields)
             if event_type != EVENT_TYPE:
                 self.skipped["other_event_type"] += 1
                 continue
@@ -156,9 +151,9 @@ class FeatureBuilder:
                 continue
             try:
                 data = _decode(payload)
-            except msgspec.DecodeError:
+            except (msgspec.DecodeError, UnicodeDecodeError):
                 try:
-                    data = json.loads(payload)
+                    data = json.loads(payload.decode("utf-8"))  # strict: JSON is UTF-8; no surrogates
                 except (ValueError, RecursionError):
                     self.skipped["bad_json"] += 1
                     continue

@@ -92,9 +92,6 @@ def test_enospc_on_the_first_report_rename_keeps_the_previous_ones(tmp_path: Pat
 
 
 @pytest.mark.fault("disk-full")
-@pytest.mark.xfail(strict=True, reason="BUG: reports.write_report writes <stem>.json, then <stem>.md; when the "
-                   ".md write fails the new .json stays (a PASS report from a run that exited 2; "
-                   "scoreboard_latest.json replaced while scoreboard_latest.md is the old one)")
 @pytest.mark.parametrize("command", ["quality-gate", "scoreboard"])
 def test_enospc_on_the_second_report_file_keeps_the_previous_pair(tmp_path: Path, events: Path, command: str,
                                                                   run_cli: Callable[..., Result]) -> None:
@@ -204,10 +201,6 @@ def test_activate_cannot_journal_undoes_itself_and_status_explains(root: Root, e
 
 
 @pytest.mark.fault("disk-full")
-@pytest.mark.xfail(strict=True, reason="BUG: canary/lifecycle.py _rollback_from_state saves the state file (phase "
-                   "rolling_back) before undoing anything; on a full disk that save fails and the rollback gives up "
-                   "with the canary still live, though removing a drop-in needs no space and the existing state "
-                   "file already holds everything a later rollback needs (the monitor and watchdog call the same path)")
 def test_rollback_on_a_full_disk_still_takes_the_canary_out(root: Root, gate: Any) -> None:
     live_before = {k: v for k, v in root.snapshot(live_only=True).items() if not k.startswith("backups")}
     env_before = root.live_environment()

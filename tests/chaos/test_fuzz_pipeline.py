@@ -218,7 +218,6 @@ non_utf8_payloads = st.one_of(
 
 
 @pytest.mark.fault("fuzz")
-@pytest.mark.xfail(strict=True, reason=UTF8_BUG)
 @settings(FUZZ, max_examples=30, phases=[Phase.explicit, Phase.generate], database=None)
 @given(payloads=st.lists(non_utf8_payloads, min_size=1, max_size=5), healthy=st.sampled_from([0, 250]),
        command=st.sampled_from(list(COMMANDS)))
@@ -240,7 +239,6 @@ NON_UTF8 = {
 
 
 @pytest.mark.fault("fuzz")
-@pytest.mark.xfail(strict=True, reason=UTF8_BUG)
 @pytest.mark.parametrize(("command", "where"), [("gate-canary", "action value"), ("scoreboard", "model name"),
                                                 ("feature-sanity", "unused field")])
 def test_one_non_utf8_entry_among_healthy_ones_is_counted(fake_redis: Any, run_cli: Callable[..., Result],
@@ -252,8 +250,6 @@ def test_one_non_utf8_entry_among_healthy_ones_is_counted(fake_redis: Any, run_c
 
 
 @pytest.mark.fault("fuzz")
-@pytest.mark.xfail(strict=True, reason=UTF8_BUG + " (the monitor's tick fails on it, and on every later tick, "
-                   "since the cursor never passes it: the canary is killed or rolled back for 'Redis errors')")
 def test_one_non_utf8_entry_does_not_kill_the_monitor(root: Any, activated: dict[str, Any],  # noqa: F811
                                                       fake_redis: Any) -> None:
     start = activated["at"]
@@ -276,10 +272,6 @@ def test_one_non_utf8_entry_does_not_kill_the_monitor(root: Any, activated: dict
 
 @pytest.mark.integration
 @pytest.mark.fault("fuzz")
-@pytest.mark.xfail(strict=True, reason="BUG: an entry with a repeated field (event_type given twice; Redis keeps "
-                   "both) is judged by the first value on TelemetryBuilder.feed's all-producer-shape fast path and by "
-                   "the last in _select_intents / FeatureBuilder.feed, so whether it is evaluated depends on the "
-                   "other entries of its page: counts change with the page size")
 def test_a_repeated_field_is_classified_the_same_whatever_the_page(redis_server: Any, real_redis: Any,
                                                                   run_cli: Callable[..., Result],
                                                                   tmp_path: Path) -> None:

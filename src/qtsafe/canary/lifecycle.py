@@ -891,7 +891,12 @@ def _rollback_from_state(
     try:
         if state is not None:
             state = dict(state, phase=st.PHASE_ROLLING_BACK, rollback_trigger=trigger, rollback_reason=reason)
-            st.save_state(settings, state)
+            try:
+                st.save_state(settings, state)
+            except QtsafeError as exc:
+                # Best effort: the state on disk already records everything a later rollback needs, and
+                # taking the canary out (removing a drop-in) needs no disk space. A full disk must not stop it.
+                notes.append(f"could not mark the state rolling back ({exc}); rolling back anyway")
         _checkpoint("rb_started")
         touched = list(state.get("touched", [])) if state else []
         if not touched:

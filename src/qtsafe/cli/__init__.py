@@ -19,7 +19,23 @@ from qtsafe.errors import QtsafeError
 
 
 class QtsafeGroup(click.Group):
-    """A group whose ``main`` owns the exit-code contract for errors: never 0, never a traceback."""
+    """A group whose ``main`` owns the exit-code contract for errors: never 0, never a traceback.
+
+    Its commands load on first use (see COMMANDS), so a gate never imports pandas or torch.
+    """
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(COMMANDS) | set(self.commands))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = COMMANDS.get(cmd_name)
+        if target is None:
+            return self.commands.get(cmd_name)
+        import importlib
+
+        module, _, attr = target.partition(":")
+        command = getattr(importlib.import_module(module), attr)
+        return command if isinstance(command, click.Command) else None
 
     def main(  # type: ignore[override]
         self,
@@ -128,33 +144,23 @@ def cli(ctx: click.Context, config_path: str | None, debug: bool, metrics_file: 
     RUN.update(metrics_file=metrics_file, command=ctx.invoked_subcommand)
 
 
-def _register() -> None:
-    from qtsafe.cli import doctor, export, gate, incident, monitor, sanity, scoreboard, simulate
+# Commands load on first use: `qtsafe quality-gate` never imports pandas or torch (build-dataset and model
+# commands do), so the gates start fast. `qtsafe --help` loads them all to show their summaries.
+COMMANDS = {
+    "build-dataset": "qtsafe.cli.dataset:build_dataset",
+    "canary": "qtsafe.cli.canary:canary",
+    "doctor": "qtsafe.cli.doctor:doctor",
+    "export": "qtsafe.cli.export:export",
+    "feature-sanity": "qtsafe.cli.sanity:feature_sanity",
+    "incident-bundle": "qtsafe.cli.incident:incident_bundle",
+    "journal": "qtsafe.cli.journal:journal",
+    "model": "qtsafe.cli.model:model",
+    "monitor": "qtsafe.cli.monitor:monitor",
+    "quality-gate": "qtsafe.cli.gate:quality_gate",
+    "scoreboard": "qtsafe.cli.scoreboard:scoreboard",
+    "simulate": "qtsafe.cli.simulate:simulate",
+}
 
-    cli.add_command(doctor.doctor)
-    cli.add_command(incident.incident_bundle)
-    cli.add_command(monitor.monitor)
-    cli.add_command(sanity.feature_sanity)
-    cli.add_command(gate.quality_gate)
-    cli.add_command(scoreboard.scoreboard)
-    cli.add_command(simulate.simulate)
-    cli.add_command(export.export)
-
-    from qtsafe.cli import canary, journal
-
-    cli.add_command(canary.canary)
-    cli.add_command(journal.journal)
-
-    from qtsafe.cli import dataset
-
-    cli.add_command(dataset.build_dataset)
-
-    from qtsafe.cli import model
-
-    cli.add_command(model.model)
-
-
-_register()
 
 
 def main() -> None:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Any
 
 import jinja2
 
-from qtsafe.fsio import atomic_write_json, atomic_write_text
+from qtsafe.fsio import atomic_write_pair
 
 
 def _pct(value: Any, digits: int = 1) -> str:
@@ -47,9 +48,10 @@ def render(template_name: str, **context: Any) -> str:
 
 
 def write_report(directory: Path, stem: str, markdown: str, data: dict[str, Any]) -> tuple[Path, Path]:
-    """Write ``<stem>.json`` then ``<stem>.md`` atomically; returns (markdown path, json path)."""
-    json_path = atomic_write_json(directory / f"{stem}.json", data)
-    md_path = atomic_write_text(directory / f"{stem}.md", markdown)
+    """Write ``<stem>.json`` and ``<stem>.md`` as a pair (both new or both old); returns (markdown, json)."""
+    json_path, md_path = directory / f"{stem}.json", directory / f"{stem}.md"
+    body = (json.dumps(data, indent=2, sort_keys=True, allow_nan=False) + "\n").encode("utf-8")
+    atomic_write_pair(json_path, body, md_path, markdown.encode("utf-8"))
     return md_path, json_path
 
 

@@ -91,6 +91,18 @@ def classify_confidence(value: Any) -> tuple[str | None, float]:
     return None, number
 
 
+def first_fields(fields: Sequence[bytes]) -> tuple[bytes | None, bytes | None]:
+    """``event_type`` and ``payload`` of an entry; a field given twice counts by its first value, as the
+    page-at-once path (which reads the producer's positions) does."""
+    event_type = payload = None
+    for i in range(0, len(fields) - 1, 2):
+        if fields[i] == b"event_type" and event_type is None:
+            event_type = fields[i + 1]
+        elif fields[i] == b"payload" and payload is None:
+            payload = fields[i + 1]
+    return event_type, payload
+
+
 class _ModelAccumulator:
     """Growing columns for one model: valid votes only, plus counters for everything else."""
 
@@ -216,7 +228,7 @@ class TelemetryBuilder:
         try:
             # One decode call for the whole page into strict structs: the common, well-formed case.
             intents = _BATCH.decode(b"[" + b",".join(payloads) + b"]")
-        except (msgspec.DecodeError, msgspec.ValidationError):
+        except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
             intents = None
         if intents is None or len(intents) != len(payloads):
             self._feed_careful(ids, payloads)
@@ -228,12 +240,7 @@ class TelemetryBuilder:
         ids: list[bytes] = []
         payloads: list[bytes] = []
         for entry_id, fields in entries:
-            event_type = payload = None
-            for i in range(0, len(fields) - 1, 2):
-                if fields[i] == b"event_type":
-                    event_type = fields[i + 1]
-                elif fields[i] == b"payload":
-                    payload = fields[i + 1]
+            event_type, payload = first_fields(fields)
             if event_type != EVENT_TYPE:
                 self._skip("other_event_type", entry_id)
             elif payload is None:
@@ -249,7 +256,7 @@ class TelemetryBuilder:
         for entry_id, payload in zip(ids, payloads, strict=True):
             try:
                 breakdown: Any = fast(payload).model_breakdown
-            except (msgspec.DecodeError, msgspec.ValidationError):
+            except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
                 breakdown = self._slow_breakdown(payload, entry_id)
                 if breakdown is _SKIPPED:
                     continue
@@ -327,7 +334,7 @@ class TelemetryBuilder:
 
     def _slow_breakdown(self, payload: bytes, entry_id: bytes) -> Any:
         try:
-            data = json.loads(payload)
+            data = json.loads(payload.decode("utf-8"))  # strict: JSON is UTF-8; no surrogates
         except (ValueError, UnicodeDecodeError, RecursionError):
             self._skip("bad_json", entry_id)
             return _SKIPPED
