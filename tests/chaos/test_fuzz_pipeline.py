@@ -205,10 +205,6 @@ def test_fuzzed_entries_through_a_real_redis_and_the_cli(redis_server: Any, real
 
 # ---- invalid UTF-8 inside a payload's JSON strings ---------------------------------------------------
 
-UTF8_BUG = ("BUG: invalid UTF-8 inside a JSON string of a payload raises UnicodeDecodeError out of msgspec, which "
-            "telemetry/parse.py (TelemetryBuilder.feed, _feed_careful) and sanity.py (FeatureBuilder.feed) do not "
-            "catch: one such entry crashes the gate, scoreboard, feature-sanity and the monitor's tick")
-
 non_utf8_payloads = st.one_of(
     st.builds(lambda i, w, b: _corrupt(HEALTHY[i], w, b), st.integers(0, len(HEALTHY) - 1),
               st.integers(0, 10_000), st.integers(128, 255)),
