@@ -2,8 +2,9 @@
 """Read benchmark: ``qtsafe quality-gate`` over N producer-shape entries in a real redis-server, beside the floor.
 
 The floor is redis-py with hiredis fetching the same range in XRANGE pages of 1,000 without parsing anything.
-Every measurement runs in a fresh subprocess (median of --runs), so peak RSS is that process's own
-(``wait4`` ru_maxrss). Usage: ``python bench/bench_gate.py [--entries 1000000] [--runs 3]``.
+Every measurement runs in a fresh subprocess (median of --runs); peak RSS is the whole process tree's (the gate
+reads a large stream on worker processes), sampled from /proc every 20 ms.
+Usage: ``python bench/bench_gate.py [--entries 1000000] [--runs 3]``.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -83,18 +85,48 @@ def load(url: str, entries: int) -> float:
     return statistics.mean(sizes)
 
 
+def _tree_rss_mb(pid: int) -> float:
+    """Resident memory of a process and all its descendants (the gate's reader workers), from /proc."""
+    total = 0
+    stack = [pid]
+    while stack:
+        current = stack.pop()
+        try:
+            with open(f"/proc/{current}/status") as handle:
+                for line in handle:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+            with open(f"/proc/{current}/task/{current}/children") as handle:
+                stack += [int(x) for x in handle.read().split()]
+        except (FileNotFoundError, ProcessLookupError, ValueError):
+            continue
+    return total / 1024
+
+
 def measure(argv: list[str], env: dict[str, str] | None = None) -> tuple[float, float, str]:
-    """Wall seconds, peak RSS in MB and stdout of one subprocess."""
+    """Wall seconds, peak RSS in MB of the whole process tree (sampled every 20 ms) and stdout."""
     started = time.perf_counter()
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    peak = [0.0]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], _tree_rss_mb(proc.pid))
+            done.wait(0.02)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
     out = proc.stdout.read() if proc.stdout else b""
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - started
+    done.set()
+    sampler.join()
     if proc.stderr:
         err = proc.stderr.read()
         if os.waitstatus_to_exitcode(status) not in (0, 2, 3):
             sys.exit(f"{argv} failed: {err.decode()}")
-    return wall, usage.ru_maxrss / 1024, out.decode()
+    return wall, max(peak[0], usage.ru_maxrss / 1024), out.decode()
 
 
 def main() -> None:

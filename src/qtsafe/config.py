@@ -119,6 +119,8 @@ class Settings:
     stream: str = "quantum:stream:trade.intent"
     redis_timeout: float = 5.0
     page_size: int = 1000
+    read_workers: int = 2
+    parallel_min_entries: int = 200_000
     unit: str = "quantum-ai-engine.service"
     env_file: Path = Path("/etc/quantum/ai-engine.env")
     systemd_dir: Path = Path("/etc/systemd/system")
@@ -364,6 +366,8 @@ def _validate(settings: Settings) -> None:
             raise ConfigError(f"thresholds.{name} must be at least 1")
     if settings.page_size < 1 or settings.page_size > 100_000:
         raise ConfigError(f"page_size must be within 1..100000, got {settings.page_size}")
+    if not 1 <= settings.read_workers <= 16:
+        raise ConfigError(f"read_workers must be within 1..16, got {settings.read_workers}")
     if settings.redis_timeout <= 0:
         raise ConfigError("redis_timeout must be positive")
     if settings.feature_sanity.min_events < 1:

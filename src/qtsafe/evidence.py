@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import multiprocessing
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from qtsafe.telemetry.parse import Telemetry, TelemetryBuilder
-from qtsafe.telemetry.sources import Progress, Source
+from qtsafe.telemetry.parse import Telemetry, TelemetryBuilder, merge_telemetry
+from qtsafe.telemetry.sources import Progress, RedisStreamSource, Source
 from qtsafe.telemetry.window import Window
 from qtsafe.timeutil import parse_stream_id
 
@@ -76,19 +77,82 @@ def trim_report(info: dict[str, Any], start_id: str) -> dict[str, Any]:
             "trimmed_at_most": lost if detected else 0, "note": note}
 
 
-def gather(source: Source, window: Window, *, progress: Progress | None = None) -> Evidence:
-    """Read ``window`` from ``source`` page by page into columns. Raises TelemetryError/InputError."""
+# The source a forked worker reads from (set in the parent just before the fork; fork copies it).
+_WORKER_SOURCE: RedisStreamSource | None = None
+
+
+def _read_range(bounds: tuple[str, str]) -> Telemetry:
+    """Worker process: read one slice of the window through its own connection."""
+    assert _WORKER_SOURCE is not None
+    source = _WORKER_SOURCE.reopened()
+    builder = TelemetryBuilder()
+    with gc_paused():
+        for page in source.pages(*bounds):
+            builder.feed(page)
+        return builder.build()
+
+
+def _slices(first_id: str, last_id: str, start: str, end: str, count: int) -> list[tuple[str, str]]:
+    """Split [start, end] into ``count`` consecutive slices of equal stream time between the first and last IDs."""
+    first_ms, _ = parse_stream_id(first_id)
+    last_ms, _ = parse_stream_id(last_id)
+    span = last_ms - first_ms
+    if span < count * 2:
+        return [(start, end)]
+    cuts = [first_ms + span * k // count for k in range(1, count)]
+    starts = [start] + [f"{cut}-0" for cut in cuts]
+    ends = [f"{cut - 1}-18446744073709551615" for cut in cuts] + [end]
+    return list(zip(starts, ends, strict=True))
+
+
+def _gather_parallel(source: RedisStreamSource, start: str, end: str, workers: int,
+                     progress: Progress | None, total: int) -> Telemetry | None:
+    """Read the window in time slices on ``workers`` processes and merge them in order; None if not worth it."""
+    global _WORKER_SOURCE
+    bounds = source.bounds(start, end)
+    if bounds is None:
+        return None
+    slices = _slices(bounds[0], bounds[1], start, end, workers * 2)
+    if len(slices) < 2:
+        return None
+    _WORKER_SOURCE = source
+    parts: list[Telemetry] = []
+    try:
+        # fork: the workers inherit the loaded modules (no re-import) and open their own Redis connections.
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            for part in pool.imap(_read_range, slices):
+                parts.append(part)
+                if progress is not None:
+                    progress(sum(p.read for p in parts), total)
+    finally:
+        _WORKER_SOURCE = None
+    return merge_telemetry(parts)
+
+
+def gather(source: Source, window: Window, *, progress: Progress | None = None, workers: int = 1,
+           parallel_min: int = 200_000) -> Evidence:
+    """Read ``window`` from ``source`` page by page into columns. Raises TelemetryError/InputError.
+
+    A Redis stream of at least ``parallel_min`` entries is read by ``workers`` processes, each taking a
+    consecutive slice of the window by stream time, and the slices are merged in order: the decoder is the
+    bottleneck and the GIL keeps one process on one core (docs/performance.md).
+    """
     started = time.perf_counter()
     total = source.check()
     start = window.start_id
     if window.last is not None:
         first = source.first_id_of_last(window.last, start, window.end_id)
         start = first if first is not None else start
-    builder = TelemetryBuilder()
-    with gc_paused():
-        for page in source.pages(start, window.end_id, progress=progress, total=total if total >= 0 else None):
-            builder.feed(page)
-        telemetry = builder.build()
+    telemetry = None
+    if (workers > 1 and isinstance(source, RedisStreamSource) and source.reconnect is not None
+            and total >= parallel_min):
+        telemetry = _gather_parallel(source, start, window.end_id, workers, progress, total)
+    if telemetry is None:
+        builder = TelemetryBuilder()
+        with gc_paused():
+            for page in source.pages(start, window.end_id, progress=progress, total=total if total >= 0 else None):
+                builder.feed(page)
+            telemetry = builder.build()
     trimmed = trim_report(source.trim_info(), window.start_id)
     return Evidence(telemetry, window, source.describe(), trimmed, time.perf_counter() - started)
 

@@ -145,7 +145,8 @@ def run_quality_gate(
     now = now or utc_now()
     t = settings.thresholds
     min_events = t.min_events_collection if mode == "collection" else t.min_events_canary
-    evidence = gather(source, window, progress=progress)
+    evidence = gather(source, window, progress=progress, workers=settings.read_workers,
+                      parallel_min=settings.parallel_min_entries)
     telemetry = evidence.telemetry
     baseline = None
     if baseline_window:

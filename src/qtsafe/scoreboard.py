@@ -84,7 +84,8 @@ def run_scoreboard(
     """Judge every model and the ensemble; write ``reports/safety/scoreboard_latest.md`` + JSON."""
     now = now or utc_now()
     t = settings.thresholds
-    evidence = gather(source, window, progress=progress)
+    evidence = gather(source, window, progress=progress, workers=settings.read_workers,
+                      parallel_min=settings.parallel_min_entries)
     telemetry = evidence.telemetry
     verdicts, findings = judge_models(telemetry, t, min_events=t.min_events_canary, only=models)
     stalled = stall_finding(evidence, settings, now, live=isinstance(source, RedisStreamSource))

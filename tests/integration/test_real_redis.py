@@ -130,3 +130,40 @@ def test_debug_shows_a_traceback(tmp_path: Path) -> None:
     r = qtsafe("--debug", "quality-gate", "--mode", "canary", "--after", "not-a-time")
     assert r.returncode == 2
     assert "Traceback" in r.stderr and r.stderr.strip().endswith("(use e.g. 2026-01-10T05:47:45Z)")
+
+
+def test_parallel_read_equals_a_single_read(redis_server: RedisServer, real_redis, tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """Worker processes reading time slices must give exactly what one reader gives (defects included)."""
+    from qtsafe.config import load_settings
+    from qtsafe.evidence import gather
+    from qtsafe.telemetry import open_source
+    from qtsafe.telemetry.window import resolve_window
+    from tests.conftest import load_samples, xadd_entries
+
+    qtsafe("simulate", "--scenario", "nan-burst", "--events", "3000", "--end", "2026-01-10T05:00:00Z",
+           "--redis-url", redis_server.url)
+    xadd_entries(real_redis, load_samples())  # the awkward samples, after the simulated entries
+    settings = load_settings(overrides={"redis_url": redis_server.url, "page_size": 100}, env={})
+    window = resolve_window(settings, "2000-01-01T00:00:00Z")
+    import qtsafe.evidence as evidence
+
+    merged: list[int] = []
+    real_merge = evidence.merge_telemetry
+    monkeypatch.setattr(evidence, "merge_telemetry", lambda parts: merged.append(len(parts)) or real_merge(parts))
+    single = gather(open_source(settings), window, workers=1).telemetry
+    assert merged == []
+    parallel = gather(open_source(settings), window, workers=2, parallel_min=1).telemetry
+    assert merged == [4]  # really read as four slices on two worker processes
+    assert single.read == parallel.read == 3012
+    assert single.skipped == parallel.skipped and single.skip_examples == parallel.skip_examples
+    assert (single.votes == parallel.votes).all() and (single.event_ms == parallel.event_ms).all()
+    assert single.models.keys() == parallel.models.keys()
+    for name, columns in single.models.items():
+        other = parallel.models[name]
+        assert columns.defects == other.defects and columns.examples == other.examples
+        for field in ("event_idx", "action", "conf"):
+            assert (getattr(columns, field) == getattr(other, field)).all(), (name, field)
+    r = qtsafe("quality-gate", "--mode", "canary", "--after", AFTER, "--redis-url", redis_server.url,
+               "--base-dir", str(tmp_path), "--json", env={"QTSAFE_PARALLEL_MIN_ENTRIES": "1"})
+    assert json.loads(r.stdout)["reconciliation"]["read"] == 3012

@@ -80,3 +80,22 @@ def test_strict_decoder_is_actually_used_for_clean_pages(monkeypatch) -> None:
     payloads = [e.fields["payload"].encode() for e in generate("healthy", 50, seed=1)]
     TelemetryBuilder().feed(pages_of(payloads, size=50)[0])
     assert calls == []
+
+
+def test_merged_slices_equal_one_read() -> None:
+    from qtsafe.telemetry.parse import merge_telemetry
+    from tests.conftest import load_samples
+
+    samples = [(e["id"].encode(), [x for kv in e["fields"].items() for x in (kv[0].encode(), kv[1].encode())])
+               for e in load_samples()]
+    healthy = [(f"{i + 1}-0".encode(), [b"event_type", b"trade.intent", b"payload", e.fields["payload"].encode()])
+               for i, e in enumerate(generate("inactive-model", 200, seed=4))]
+    entries = healthy + samples
+    whole = TelemetryBuilder()
+    whole.feed(entries)
+    parts = []
+    for cut in ((0, 50), (50, 150), (150, 205), (205, len(entries))):
+        builder = TelemetryBuilder()
+        builder.feed(entries[cut[0]:cut[1]])
+        parts.append(builder.build())
+    assert_same(whole.build(), merge_telemetry(parts))

@@ -86,11 +86,14 @@ def _describe_error(exc: Exception) -> str:
 class RedisStreamSource:
     """A ``trade.intent`` stream in Redis, read in pages."""
 
-    def __init__(self, client: redis.Redis, key: str, *, page_size: int = 1000, url: str = "") -> None:
+    def __init__(self, client: redis.Redis, key: str, *, page_size: int = 1000, url: str = "",
+                 reconnect: Callable[[], redis.Redis] | None = None) -> None:
         self.client = client
         self.key = key
         self.page_size = page_size
         self.url = mask_url(url) if url else "redis"
+        # How a worker process opens its own connection (a forked socket must not be shared); None: no workers.
+        self.reconnect = reconnect
         # Raw replies: [[id, [field, value, ...]], ...] without a dict per entry (~0.5 s per million).
         client.set_response_callback("XRANGE", _raw_reply)
         client.set_response_callback("XREVRANGE", _raw_reply)
@@ -213,6 +216,20 @@ class RedisStreamSource:
         reply = self._call("XREVRANGE", self.key, MAX_ID, MIN_ID, "COUNT", 1)
         return reply[0][0].decode("ascii") if reply else None
 
+    def bounds(self, start: str, end: str) -> tuple[str, str] | None:
+        """The first and last entry IDs within [start, end], or None when the range is empty."""
+        first = self._call("XRANGE", self.key, start, end, "COUNT", 1)
+        last = self._call("XREVRANGE", self.key, end, start, "COUNT", 1)
+        if not first or not last:
+            return None
+        return first[0][0].decode("ascii"), last[0][0].decode("ascii")
+
+    def reopened(self) -> RedisStreamSource:
+        """The same stream through a new connection (for a worker process)."""
+        if self.reconnect is None:
+            raise TelemetryError("this source cannot open another connection")
+        return RedisStreamSource(self.reconnect(), self.key, page_size=self.page_size, reconnect=self.reconnect)
+
 
 def _id_key(entry_id: str) -> tuple[int, int]:
     return parse_stream_id(entry_id)
@@ -324,4 +341,4 @@ def open_source(settings: Settings, events_file: str | None = None) -> Source:
     if events_file:
         return JsonlSource(events_file, page_size=settings.page_size)
     return RedisStreamSource(redis_client(settings), settings.stream, page_size=settings.page_size,
-                             url=settings.redis_url)
+                             url=settings.redis_url, reconnect=lambda: redis_client(settings))
