@@ -28,7 +28,7 @@ from qtsafe.checks.ensemble import judge_ensemble
 from qtsafe.checks.quality import FAIL, judge_defects, judge_stats
 from qtsafe.config import Settings
 from qtsafe.errors import InputError, StateError, TelemetryError
-from qtsafe.fsio import atomic_write_json
+from qtsafe.fsio import append_jsonl, atomic_write_json
 from qtsafe.reports import render, write_report
 from qtsafe.rolling import RollingEnsemble, RollingModel
 from qtsafe.status import Status
@@ -80,6 +80,28 @@ def monitor_state_path(settings: Settings) -> Path:
     return settings.data_dir / "qsc_monitor_state.json"
 
 
+def monitor_timeline_path(settings: Settings) -> Path:
+    return settings.data_dir / "qsc_monitor_timeline.jsonl"
+
+
+def _load_timeline(settings: Settings, canary_id: str, stage: float | None) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    try:
+        lines = monitor_timeline_path(settings).read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        return rows
+    except OSError as exc:
+        raise StateError(f"monitor timeline unreadable: {exc}") from exc
+    for line in lines:
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue  # a torn last line from a crash: the state file is the authority on checks
+        if row.get("canary_id") == canary_id and row.get("stage") == stage:
+            rows.append(row["row"])
+    return rows[-2000:]
+
+
 def iso_precise(moment: dt.datetime) -> str:
     """ISO 8601 UTC with microseconds (tick times must round-trip exactly through the saved state)."""
     return moment.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
@@ -113,7 +135,9 @@ class Watch:
         self.models: dict[str, RollingModel] = (
             {name: RollingModel.from_state(data) for name, data in saved["models"].items()} if saved else {})
         self.ensemble = RollingEnsemble.from_state(saved["ensemble"]) if saved else RollingEnsemble(window)
-        self.timeline: list[dict[str, Any]] = list(saved["timeline"]) if saved else []
+        # The timeline lives in its own append-only file (one line a check), so saving the state every check
+        # costs the same at check 700 as at check 1.
+        self.timeline: list[dict[str, Any]] = list(saved.get("timeline", [])) if saved else []
         self.last_tick_at: str | None = saved.get("last_tick_at") if saved else None
         self.max_gap: float = float(saved.get("max_gap", 0.0)) if saved else 0.0
         self.started_at: str = saved["started_at"] if saved else iso(utc_now()) or ""
@@ -245,7 +269,7 @@ class Watch:
                 "errors_total": self.errors_total, "errors_consecutive": self.errors_consecutive,
                 "events": self.events, "last_event_ms": self.last_event_ms,
                 "models": {k: v.to_state() for k, v in self.models.items()}, "ensemble": self.ensemble.to_state(),
-                "timeline": self.timeline[-2000:], "last_tick_at": self.last_tick_at, "max_gap": self.max_gap,
+                "last_tick_at": self.last_tick_at, "max_gap": self.max_gap,
                 "qtsafe_version": __version__}
 
 
@@ -340,6 +364,10 @@ def run_monitor(
     activated = _stage_started_at(settings, canary)
     saved = _load_saved(settings)
     watch = Watch(settings, canary.canary_id, canary.model, activated, saved, stage=canary.stage)
+    if watch.resumed:
+        watch.timeline = _load_timeline(settings, canary.canary_id, canary.stage)
+    else:
+        monitor_timeline_path(settings).unlink(missing_ok=True)
     end_at = activated + dt.timedelta(seconds=duration)
     append_record(settings, "monitoring_resumed" if watch.resumed else "monitoring_started",
                   canary_id=canary.canary_id, canary_model=canary.model, stage=canary.stage,
@@ -349,6 +377,8 @@ def run_monitor(
     while True:
         now = clock.now()
         tick = watch.tick(source, now)
+        append_jsonl(monitor_timeline_path(settings), {"canary_id": canary.canary_id, "stage": canary.stage,
+                                                       "row": watch.timeline[-1]})
         atomic_write_json(monitor_state_path(settings), watch.to_state())
         canary_state.write_heartbeat(settings, canary_id=canary.canary_id, canary_model=canary.model,
                                      stage=canary.stage, checks=watch.checks, events=watch.events, state=tick.state,
@@ -486,6 +516,7 @@ def _stopped(settings: Settings, watch: Watch, now: dt.datetime, reason: str) ->
 
 def _clear_saved(settings: Settings) -> None:
     monitor_state_path(settings).unlink(missing_ok=True)
+    monitor_timeline_path(settings).unlink(missing_ok=True)
 
 
 # -- watchdog ---------------------------------------------------------------------------------------

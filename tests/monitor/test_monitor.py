@@ -145,6 +145,9 @@ def test_killed_and_restarted_resumes_the_same_window(root: Root, activated, fak
     assert result.checks == 361 - 1 + 1  # the crashed sleep's tick is re-run on resume: 50 + 311
     assert result.events == 360 * PER_TICK
     assert root.actions().count("monitoring_started") == 1
+    # The timeline of the first run came back from its append-only file: one row a check, in order.
+    assert [row["index"] for row in result.timeline] == list(range(1, result.checks + 1))
+    assert not mon.monitor_timeline_path(activated["settings"]).exists()  # cleared with the completed watch
 
 
 def test_sigterm_style_stop_exits_3_and_journals(root: Root, activated, fake_redis) -> None:
