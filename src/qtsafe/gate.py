@@ -82,11 +82,16 @@ class GateResult:
 def stall_finding(evidence: Evidence, settings: Settings, now: dt.datetime, *, live: bool) -> Finding | None:
     """A live read whose newest trade.intent is older than the stall limit (at --until, or now): stopped."""
     telemetry = evidence.telemetry
-    if not live or telemetry.evaluated == 0:
+    newest = int(telemetry.event_ms[-1]) if telemetry.evaluated else None
+    return stall_check(newest, evidence.window, settings, now, live=live)
+
+
+def stall_check(newest_ms: int | None, window: Window, settings: Settings, now: dt.datetime, *,
+                live: bool) -> Finding | None:
+    """The stall rule on the newest event's stream time; shared by the gates, the scoreboard and sanity."""
+    if not live or newest_ms is None:
         return None
-    until = evidence.window.until
-    reference = min(until, now) if until is not None else now
-    newest_ms = int(telemetry.event_ms[-1])
+    reference = min(window.until, now) if window.until is not None else now
     age = reference.timestamp() - newest_ms / 1000.0
     if age <= settings.monitor.stall_limit:
         return None

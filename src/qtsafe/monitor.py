@@ -552,11 +552,9 @@ def run_watchdog(settings: Settings, *, rollback_fn: RollbackFn | None = None,
             return WatchdogResult(Status.WAIT, f"WAIT: a canary is {pending.get('phase')} since {since}; "
                                                "checking again next run", pending.get("canary_id"), None, None)
         why = f"a canary was left {pending.get('phase')} at step {pending.get('step')} since {since}"
-        outcome = roll_back(settings, trigger="qsc_monitor_watchdog", violations=[why], reason=f"watchdog: {why}")
-        data = outcome.to_dict() if hasattr(outcome, "to_dict") else dict(outcome)
-        verified = getattr(outcome, "status", None) is Status.PASS
+        data, verified, summary = _watchdog_rollback(settings, roll_back, why)
         return WatchdogResult(Status.FAIL, f"FAIL: {why}; " + ("repaired by rollback" if verified else
-                                                               f"ROLLBACK FAILED - {getattr(outcome, 'summary', '')}"),
+                                                               f"ROLLBACK FAILED - {summary}"),
                               pending.get("canary_id"), None, data)
     beat, age, problem = canary_state.read_heartbeat(settings)
     last = _last_monitor_record(settings, canary)
@@ -578,14 +576,17 @@ def run_watchdog(settings: Settings, *, rollback_fn: RollbackFn | None = None,
         why = f"monitor heartbeat is {age:.0f}s old (limit {limit:.0f}s)"
     else:
         why = problem or "no monitor heartbeat"
-    outcome = roll_back(settings, trigger="qsc_monitor_watchdog", violations=[why],
-                          reason=f"watchdog: {why}")
-    data = outcome.to_dict() if hasattr(outcome, "to_dict") else dict(outcome)
-    verified = getattr(outcome, "status", None) is Status.PASS
-    summary = (f"FAIL: monitor of canary {canary.model} is dead ({why}); canary rolled back"
-               if verified else f"FAIL: monitor of canary {canary.model} is dead ({why}) and the ROLLBACK FAILED - "
-                                f"{getattr(outcome, 'summary', '')}")
+    data, verified, rb_summary = _watchdog_rollback(settings, roll_back, why)
+    summary = (f"FAIL: monitor of canary {canary.model} is dead ({why}); canary rolled back" if verified else
+               f"FAIL: monitor of canary {canary.model} is dead ({why}) and the ROLLBACK FAILED - {rb_summary}")
     return WatchdogResult(Status.FAIL, summary, canary.canary_id, age, data)
+
+
+def _watchdog_rollback(settings: Settings, roll_back: RollbackFn, why: str) -> tuple[dict[str, Any], bool, str]:
+    """Roll back for the watchdog: (the rollback's result as a dict, verified?, its summary)."""
+    outcome = roll_back(settings, trigger="qsc_monitor_watchdog", violations=[why], reason=f"watchdog: {why}")
+    data = outcome.to_dict() if hasattr(outcome, "to_dict") else dict(outcome)
+    return data, getattr(outcome, "status", None) is Status.PASS, str(getattr(outcome, "summary", ""))
 
 
 def _last_monitor_record(settings: Settings, canary: canary_state.ActiveCanary) -> dict[str, Any] | None:

@@ -20,6 +20,7 @@ from qtsafe import __version__
 from qtsafe.checks.quality import FAIL, WARN, Finding, mean_std
 from qtsafe.config import Settings
 from qtsafe.evidence import gc_paused
+from qtsafe.gate import stall_check
 from qtsafe.reports import render, write_report
 from qtsafe.status import Status
 from qtsafe.telemetry.parse import EVENT_TYPE, RawEntry, first_fields
@@ -272,13 +273,10 @@ def run_feature_sanity(
         for page in source.pages(start, window.end_id, progress=progress, total=total if total >= 0 else None):
             builder.feed(page)
     stats, findings, judged, flatlined, excluded = judge_features(builder, settings)
-    if isinstance(source, RedisStreamSource) and window.until is None and builder.newest_ms is not None:
-        age = now.timestamp() - builder.newest_ms / 1000.0
-        if age > settings.monitor.stall_limit:
-            # Inputs that stopped arriving are not alive, however healthy the old ones looked.
-            findings.append(Finding("stalled", FAIL, f"telemetry stalled: the newest trade.intent is {age / 60:.1f} "
-                                                     f"min old (limit {settings.monitor.stall_limit / 60:.0f} min)",
-                                    "window", "window"))
+    # Inputs that stopped arriving are not alive, however healthy the old ones looked.
+    stalled = stall_check(builder.newest_ms, window, settings, now, live=isinstance(source, RedisStreamSource))
+    if stalled is not None:
+        findings.append(stalled)
     failed = [f for f in findings if f.severity == FAIL]
     status = Status.FAIL if failed else Status.PASS
     if failed:
