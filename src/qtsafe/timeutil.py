@@ -63,6 +63,13 @@ def iso(moment: dt.datetime | None) -> str | None:
     return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
+def iso_ms(moment: dt.datetime | None) -> str | None:
+    """ISO 8601 UTC with milliseconds and a ``Z`` suffix: for times that stream IDs are compared with."""
+    if moment is None:
+        return None
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 def file_stamp(moment: dt.datetime | None = None) -> str:
     """``YYYYmmdd_HHMMSS`` in UTC, the timestamp the runbooks use in file names."""
     return (moment or utc_now()).astimezone(UTC).strftime("%Y%m%d_%H%M%S")

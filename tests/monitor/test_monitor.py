@@ -272,3 +272,13 @@ def test_watchdog_repairs_a_canary_left_half_applied(root: Root, activated) -> N
     assert result.status is Status.FAIL and result.summary.endswith("repaired by rollback")
     assert st.load_state(settings) is None and not root.dropin.exists()
     assert root.records()[-1]["trigger"] == "qsc_monitor_watchdog"
+
+
+def test_an_event_in_the_activation_second_but_before_it_is_not_the_canarys(root: Root, activated, fake_redis) -> None:
+    start = activated["at"]
+    assert activated["canary"].activated_at.count(".") == 1  # milliseconds are kept
+    before = start - dt.timedelta(milliseconds=1)
+    write_events(fake_redis, "healthy", 1, before - dt.timedelta(seconds=1), before, seed=1)
+    clock = FastClock(start, producer(fake_redis, start=start))
+    result = run(activated, fake_redis, clock, interval=60, duration=600)
+    assert result.events == 10 * PER_TICK  # not one more

@@ -43,7 +43,7 @@ from qtsafe.config import Settings
 from qtsafe.errors import InputError, QtsafeError, StateError, SystemdError, WriteError
 from qtsafe.fsio import atomic_write_bytes, atomic_write_text, sha256_file
 from qtsafe.status import Status
-from qtsafe.timeutil import file_stamp, iso, parse_utc, utc_now
+from qtsafe.timeutil import file_stamp, iso, iso_ms, parse_utc, utc_now
 
 Sleep = Callable[[float], None]
 Confirm = Callable[[str], bool]
@@ -724,7 +724,9 @@ def _execute_activation(settings: Settings, prep: _Prepared, systemd: Systemd, s
             rollback=rb, rollback_command=rollback_command(settings))
     git, proof_lines, proof_notes = _proof(systemd)
     verification.update({"git_hash": git, "journal_proof": proof_lines, "notes": proof_notes})
-    activated_at = iso(utc_now())
+    # Milliseconds, not seconds: the monitor's window starts at this stream time, and an event from the same
+    # second before the activation is not the canary's.
+    activated_at = iso_ms(utc_now())
     cmd = rollback_command(settings)
     record = dict(
         canary_id=prep.canary_id, unit=settings.unit, mode=prep.mode, canary_model=prep.model,
@@ -1303,7 +1305,7 @@ def _record_promotion(settings: Settings, state: dict[str, Any], weights: dict[s
         summary = f"CANARY PROMOTED: {model} at 100% is the new baseline on {settings.unit} (verified)"
     else:
         journal.append_record(settings, "canary_promoted", **fields)
-        stages = [*state.get("stages", []), {"share": to, "at": iso(utc_now())}]
+        stages = [*state.get("stages", []), {"share": to, "at": iso_ms(utc_now())}]
         st.save_state(settings, dict(state, phase=st.PHASE_ACTIVE, step="promoted", share=to,
                                      canary_weights=weights, stages=stages))
         summary = f"CANARY PROMOTED: {model} {current:.0%} -> {to:.0%} on {settings.unit} (verified; monitor again)"
