@@ -409,10 +409,13 @@ def _judge_pickle(scan: PickleScan, size: int, draft: _Draft) -> None:
         draft.fail("dangerous_globals", f"pickle would run code when loaded: it calls {listed}")
     if scan.dynamic_globals:
         draft.fail("dynamic_globals", f"pickle computes {scan.dynamic_globals} import name(s) at load time")
+    if scan.indirect_calls:
+        draft.fail("indirect_calls", f"pickle calls {scan.indirect_calls} object(s) that are not named imports "
+                                     "(an object it built earlier): code nobody vetted would run on load")
     if unknown:
         listed = ", ".join(sorted({r.dotted for r in unknown})[:8])
         draft.fail("untrusted_globals", f"pickle imports code qtsafe does not trust: {listed}")
-    if not (torch_refs or dangerous or unknown or scan.dynamic_globals):
+    if not (torch_refs or dangerous or unknown or scan.dynamic_globals or scan.indirect_calls):
         draft.load_safety = LoadSafety.PICKLE_ALLOWLISTED
         _embedded_boosters(scan, draft)
         draft.warn("pickle_format", "pickle: loading runs library code; prefer the native format "
@@ -668,8 +671,9 @@ def _judge_torch_pickle(scan: PickleScan, draft: _Draft, *, what: str) -> None:
                    "weights_only=False; save model.state_dict(), TorchScript or torch.export instead")
         draft.load_safety = LoadSafety.UNSAFE
         return
-    if scan.dynamic_globals:
-        draft.fail("dynamic_globals", f"{what} computes {scan.dynamic_globals} import name(s) at load time")
+    if scan.dynamic_globals or scan.indirect_calls:
+        draft.fail("dynamic_globals" if scan.dynamic_globals else "indirect_calls",
+                   f"{what} computes import names or calls objects that are not named imports at load time")
         return
     draft.load_safety = LoadSafety.WEIGHTS_ONLY
     draft.details["content"] = "state_dict" if draft.tensors else "tensors"

@@ -159,8 +159,12 @@ def _split_mask(labels: np.ndarray, split: str, meta: dict[str, Any], where: str
     if labels.dtype.kind in "US":
         values = labels.astype(str)
     elif labels.dtype.kind in "iu":
+        split_meta = meta.get("split")
+        nested: dict[str, Any] = split_meta if isinstance(split_meta, dict) else {}
         names = next((meta[k] for k in ("split_names", "split_labels", "splits")
                       if isinstance(meta.get(k), list)), None)
+        if names is None and isinstance(nested.get("names"), list):
+            names = nested["names"]  # what build-dataset writes: metadata["split"]["names"]
         if names is None:
             raise InputError(f"{where}: integer split codes without 'split_names' in the metadata")
         if labels.size and (labels.min() < 0 or labels.max() >= len(names)):

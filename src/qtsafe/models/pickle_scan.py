@@ -111,6 +111,7 @@ class PickleScan:
     protocol: int | None
     globals: tuple[GlobalRef, ...]  # unique, in order of first appearance
     dynamic_globals: int  # STACK_GLOBAL/INST with computed names
+    indirect_calls: int  # REDUCE/OBJ/NEWOBJ whose callable is not an import (e.g. an object made earlier)
     root: Any  # the inert value tree (Call/GlobalRef/PDict/Persistent/plain values)
     start: int
     end: int  # offset just after STOP
@@ -253,6 +254,7 @@ class _Machine:
         self.memo: dict[int, Any] = {}
         self.globals: dict[GlobalRef, None] = {}
         self.dynamic = 0
+        self.indirect = 0
         self.protocol: int | None = None
         self.raw_bytes = 0
         self.ext_codes: list[int] = []
@@ -274,6 +276,13 @@ class _Machine:
         if not self.stack:
             raise PickleScanError("malformed pickle: stack underflow")
         return self.stack[-1]
+
+    def call(self, func: Any, args: Any, how: str) -> Call:
+        # Only a named import can be judged by the allowlist; calling anything else (an object an earlier
+        # call made, e.g. an instance of an allowed class) would run code nobody vetted. Counted, and refused.
+        if not isinstance(func, GlobalRef):
+            self.indirect += 1
+        return Call(func, args, how)
 
     def add_global(self, module: Any, name: Any) -> Any:
         if isinstance(module, str) and isinstance(name, str):
@@ -322,6 +331,7 @@ class _Machine:
             for ref in inner.globals:
                 self.globals.setdefault(ref, None)
             self.dynamic += inner.dynamic_globals
+            self.indirect += inner.indirect_calls
             return
         itemsize = _itemsize(dtype)
         if itemsize is None:
@@ -488,20 +498,20 @@ def _run(stream: IO[bytes], start: int) -> PickleScan:  # noqa: C901 - one dispa
                 items = m.pop_mark()
                 if not items:
                     raise PickleScanError("malformed pickle: OBJ without a class")
-                m.stack.append(Call(items[0], tuple(items[1:]), "OBJ"))
+                m.stack.append(m.call(items[0], tuple(items[1:]), "OBJ"))
             elif name == "REDUCE":
                 args = m.pop()
                 func = m.pop()
-                m.stack.append(Call(func, args, "REDUCE"))
+                m.stack.append(m.call(func, args, "REDUCE"))
             elif name == "NEWOBJ":
                 args = m.pop()
                 cls = m.pop()
-                m.stack.append(Call(cls, args, "NEWOBJ"))
+                m.stack.append(m.call(cls, args, "NEWOBJ"))
             elif name == "NEWOBJ_EX":
                 kwargs = m.pop()
                 args = m.pop()
                 cls = m.pop()
-                m.stack.append(Call(cls, (args, kwargs), "NEWOBJ"))
+                m.stack.append(m.call(cls, (args, kwargs), "NEWOBJ"))
             elif name == "BUILD":
                 state = m.pop()
                 obj = m.top()
@@ -534,6 +544,7 @@ def _run(stream: IO[bytes], start: int) -> PickleScan:  # noqa: C901 - one dispa
         protocol=m.protocol,
         globals=tuple(m.globals),
         dynamic_globals=m.dynamic,
+        indirect_calls=m.indirect,
         root=root,
         start=start,
         end=stream.tell(),
