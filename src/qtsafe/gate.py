@@ -10,15 +10,13 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
-from qtsafe import __version__
 from qtsafe.checks.quality import FAIL, WARN, Finding
 from qtsafe.config import Settings
 from qtsafe.errors import InputError
 from qtsafe.evidence import Evidence, gather, gather_before
-from qtsafe.judge import ModelVerdict, judge_models
+from qtsafe.judge import ModelVerdict, WindowJudgement, judge_models
 from qtsafe.reports import render
 from qtsafe.reports import write_report as write_report_files
 from qtsafe.status import Status
@@ -29,54 +27,17 @@ from qtsafe.timeutil import file_stamp, iso, stream_id_time, utc_now
 MODES = ("collection", "canary")
 
 
-@dataclasses.dataclass(frozen=True)
-class GateResult:
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class GateResult(WindowJudgement):
     """The gate's verdict, figures and findings, and where the report was written."""
 
-    status: Status
     mode: str
-    summary: str
-    generated_at: dt.datetime
-    source: str
-    window: Window
-    min_events: int
-    models: tuple[ModelVerdict, ...]
-    findings: tuple[Finding, ...]
-    reconciliation: dict[str, Any]
-    trimmed: dict[str, Any]
-    thresholds: list[dict[str, Any]]
-    loosened: list[dict[str, Any]]
     baseline_events: int | None
     read_seconds: float
-    report_path: Path | None = None
-    json_path: Path | None = None
-
-    @property
-    def all_findings(self) -> list[Finding]:
-        return list(self.findings) + [f for m in self.models for f in m.findings]
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "command": "quality-gate",
-            "status": self.status.value,
-            "mode": self.mode,
-            "summary": self.summary,
-            "generated_at": iso(self.generated_at),
-            "source": self.source,
-            "window": self.window.to_dict(),
-            "min_events": self.min_events,
-            "models": [m.to_dict() for m in self.models],
-            "findings": [f.to_dict() for f in self.all_findings],
-            "reconciliation": self.reconciliation,
-            "trimmed": self.trimmed,
-            "thresholds": self.thresholds,
-            "loosened": self.loosened,
-            "baseline_events": self.baseline_events,
-            "read_seconds": round(self.read_seconds, 3),
-            "report_path": str(self.report_path) if self.report_path else None,
-            "json_path": str(self.json_path) if self.json_path else None,
-            "qtsafe_version": __version__,
-        }
+        return {**self.common_dict("quality-gate"), "mode": self.mode, "baseline_events": self.baseline_events,
+                "read_seconds": round(self.read_seconds, 3)}
 
 
 def stall_finding(evidence: Evidence, settings: Settings, now: dt.datetime, *, live: bool) -> Finding | None:

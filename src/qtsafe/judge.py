@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
+from qtsafe import __version__
 from qtsafe.checks.quality import FAIL, Finding, ModelStats, VoteDefects, judge_defects, judge_stats, model_stats
 from qtsafe.config import Thresholds
+from qtsafe.status import Status
 from qtsafe.telemetry.parse import ModelColumns, Telemetry
+from qtsafe.telemetry.window import Window
+from qtsafe.timeutil import iso
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,6 +45,50 @@ class ModelVerdict:
             "defects": self.defects.to_dict(),
             "defect_examples": dict(self.examples),
             "findings": [f.to_dict() for f in self.findings],
+        }
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class WindowJudgement:
+    """What the gate and the scoreboard share: a verdict on every model in one window, and where it was written."""
+
+    status: Status
+    summary: str
+    generated_at: dt.datetime
+    source: str
+    window: Window
+    min_events: int
+    models: tuple[ModelVerdict, ...]
+    findings: tuple[Finding, ...]
+    reconciliation: dict[str, Any]
+    trimmed: dict[str, Any]
+    thresholds: list[dict[str, Any]]
+    loosened: list[dict[str, Any]]
+    report_path: Path | None = None
+    json_path: Path | None = None
+
+    @property
+    def all_findings(self) -> list[Finding]:
+        return list(self.findings) + [f for m in self.models for f in m.findings]
+
+    def common_dict(self, command: str) -> dict[str, Any]:
+        return {
+            "command": command,
+            "status": self.status.value,
+            "summary": self.summary,
+            "generated_at": iso(self.generated_at),
+            "source": self.source,
+            "window": self.window.to_dict(),
+            "min_events": self.min_events,
+            "models": [m.to_dict() for m in self.models],
+            "findings": [f.to_dict() for f in self.all_findings],
+            "reconciliation": self.reconciliation,
+            "trimmed": self.trimmed,
+            "thresholds": self.thresholds,
+            "loosened": self.loosened,
+            "report_path": str(self.report_path) if self.report_path else None,
+            "json_path": str(self.json_path) if self.json_path else None,
+            "qtsafe_version": __version__,
         }
 
 

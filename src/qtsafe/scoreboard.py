@@ -10,16 +10,14 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
-from qtsafe import __version__
 from qtsafe.checks.ensemble import EnsembleFigures, ensemble_figures, judge_ensemble
 from qtsafe.checks.quality import FAIL, WARN, Finding
 from qtsafe.config import Settings
 from qtsafe.evidence import gather
 from qtsafe.gate import stall_finding
-from qtsafe.judge import ModelVerdict, judge_models
+from qtsafe.judge import WindowJudgement, judge_models
 from qtsafe.reports import render, write_report
 from qtsafe.status import Status
 from qtsafe.telemetry.sources import Progress, RedisStreamSource, Source
@@ -27,48 +25,14 @@ from qtsafe.telemetry.window import Window
 from qtsafe.timeutil import iso, utc_now
 
 
-@dataclasses.dataclass(frozen=True)
-class ScoreboardResult:
-    status: Status
-    summary: str
-    generated_at: dt.datetime
-    source: str
-    window: Window
-    min_events: int
-    models: tuple[ModelVerdict, ...]
-    ensemble: EnsembleFigures
-    findings: tuple[Finding, ...]
-    reconciliation: dict[str, Any]
-    trimmed: dict[str, Any]
-    thresholds: list[dict[str, Any]]
-    loosened: list[dict[str, Any]]
-    report_path: Path | None = None
-    json_path: Path | None = None
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ScoreboardResult(WindowJudgement):
+    """GO / WAIT / NO-GO with every model's verdict and the ensemble's figures."""
 
-    @property
-    def all_findings(self) -> list[Finding]:
-        return list(self.findings) + [f for m in self.models for f in m.findings]
+    ensemble: EnsembleFigures
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "command": "scoreboard",
-            "status": self.status.value,
-            "summary": self.summary,
-            "generated_at": iso(self.generated_at),
-            "source": self.source,
-            "window": self.window.to_dict(),
-            "min_events": self.min_events,
-            "models": [m.to_dict() for m in self.models],
-            "ensemble": self.ensemble.to_dict(),
-            "findings": [f.to_dict() for f in self.all_findings],
-            "reconciliation": self.reconciliation,
-            "trimmed": self.trimmed,
-            "thresholds": self.thresholds,
-            "loosened": self.loosened,
-            "report_path": str(self.report_path) if self.report_path else None,
-            "json_path": str(self.json_path) if self.json_path else None,
-            "qtsafe_version": __version__,
-        }
+        return {**self.common_dict("scoreboard"), "ensemble": self.ensemble.to_dict()}
 
 
 def run_scoreboard(
@@ -121,9 +85,11 @@ def run_scoreboard(
     else:
         summary = (f"GO: all {len(verdicts)} models pass; agreement {figures.agreement * 100:.1f} %, "
                    f"hard disagree {figures.hard_disagree * 100:.1f} %")
-    result = ScoreboardResult(status, summary, now, evidence.source, window, t.min_events_canary, tuple(verdicts),
-                              figures, tuple(findings), telemetry.reconciliation(), evidence.trimmed,
-                              settings.thresholds_table(), settings.loosened())
+    result = ScoreboardResult(status=status, summary=summary, generated_at=now, source=evidence.source,
+                              window=window, min_events=t.min_events_canary, models=tuple(verdicts),
+                              ensemble=figures, findings=tuple(findings),
+                              reconciliation=telemetry.reconciliation(), trimmed=evidence.trimmed,
+                              thresholds=settings.thresholds_table(), loosened=settings.loosened())
     if not write_report_files:
         return result
     directory = settings.reports_dir
