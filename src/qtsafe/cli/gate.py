@@ -4,18 +4,7 @@ from __future__ import annotations
 
 import click
 
-from qtsafe.cli.options import (
-    base_dir_option,
-    finish,
-    json_option,
-    load,
-    progress_for,
-    quiet_option,
-    read_overrides,
-    redis_options,
-    source_and_window,
-    window_options,
-)
+from qtsafe.cli.options import finish, load, progress_for, read_command_options, read_overrides, source_and_window
 
 
 @click.command("quality-gate")
@@ -25,11 +14,7 @@ from qtsafe.cli.options import (
               help="Judge only this model (repeatable). Default: every model seen.")
 @click.option("--baseline-window", is_flag=True,
               help="Also show the same statistics for the same number of entries just before the cutover.")
-@window_options
-@redis_options
-@base_dir_option
-@quiet_option
-@json_option
+@read_command_options
 @click.pass_context
 def quality_gate(ctx: click.Context, mode: str, models: tuple[str, ...], baseline_window: bool, after: str | None,
                  until: str | None, last: int | None, events_file: str | None, redis_url: str | None,

@@ -58,6 +58,11 @@ window_options = _stack(
 )
 
 
+def read_command_options(func: F) -> F:
+    """The options every read-only telemetry command takes: window, Redis, base dir, --quiet, --json."""
+    return _stack(window_options, redis_options, base_dir_option, quiet_option, json_option)(func)
+
+
 def load(ctx: click.Context, overrides: Mapping[str, Any]) -> Settings:
     """Settings for this command: defaults < config file < QTSAFE_* < the flags given."""
     obj = ctx.find_root().obj or {}

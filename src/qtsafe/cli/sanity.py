@@ -4,26 +4,11 @@ from __future__ import annotations
 
 import click
 
-from qtsafe.cli.options import (
-    base_dir_option,
-    finish,
-    json_option,
-    load,
-    progress_for,
-    quiet_option,
-    read_overrides,
-    redis_options,
-    source_and_window,
-    window_options,
-)
+from qtsafe.cli.options import finish, load, progress_for, read_command_options, read_overrides, source_and_window
 
 
 @click.command("feature-sanity")
-@window_options
-@redis_options
-@base_dir_option
-@quiet_option
-@json_option
+@read_command_options
 @click.pass_context
 def feature_sanity(ctx: click.Context, after: str | None, until: str | None, last: int | None,
                    events_file: str | None, redis_url: str | None, stream: str | None, base_dir: str | None,

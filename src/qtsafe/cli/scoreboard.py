@@ -4,27 +4,12 @@ from __future__ import annotations
 
 import click
 
-from qtsafe.cli.options import (
-    base_dir_option,
-    finish,
-    json_option,
-    load,
-    progress_for,
-    quiet_option,
-    read_overrides,
-    redis_options,
-    source_and_window,
-    window_options,
-)
+from qtsafe.cli.options import finish, load, progress_for, read_command_options, read_overrides, source_and_window
 
 
 @click.command("scoreboard")
 @click.option("--model", "models", multiple=True, metavar="NAME", help="Judge only this model (repeatable).")
-@window_options
-@redis_options
-@base_dir_option
-@quiet_option
-@json_option
+@read_command_options
 @click.pass_context
 def scoreboard(ctx: click.Context, models: tuple[str, ...], after: str | None, until: str | None, last: int | None,
                events_file: str | None, redis_url: str | None, stream: str | None, base_dir: str | None,

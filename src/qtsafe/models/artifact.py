@@ -636,17 +636,24 @@ def _read_member(archive: zipfile.ZipFile, name: str, draft: _Draft) -> bytes | 
         return None
 
 
+def _archive_pickle(archive: zipfile.ZipFile, prefix: str, draft: _Draft, what: str) -> PickleScan | None:
+    """Scan an archive's data.pkl as opcodes; None (with the failure recorded) when missing or corrupt."""
+    data = _read_member(archive, f"{prefix}/data.pkl", draft)
+    if data is None:
+        return None
+    try:
+        return scan_pickle_bytes(data)
+    except PickleScanError as exc:
+        draft.fail("corrupt", f"corrupt {what}: data.pkl is not a complete pickle ({exc})")
+        return None
+
+
 def _examine_torch_zip(archive: zipfile.ZipFile, prefix: str, draft: _Draft, *, load_torch: bool,
                        path: Path) -> None:
     draft.format = "torch-zip"
     draft.library = "torch"
-    data = _read_member(archive, f"{prefix}/data.pkl", draft)
-    if data is None:
-        return
-    try:
-        scan = scan_pickle_bytes(data)
-    except PickleScanError as exc:
-        draft.fail("corrupt", f"corrupt torch archive: data.pkl is not a complete pickle ({exc})")
+    scan = _archive_pickle(archive, prefix, draft, "torch archive")
+    if scan is None:
         return
     draft.details["archive"] = prefix
     _judge_torch_pickle(scan, draft, what="torch.save archive")
@@ -734,13 +741,8 @@ def _examine_torchscript(archive: zipfile.ZipFile, prefix: str, draft: _Draft) -
     names = archive.namelist()
     draft.details["archive"] = prefix
     draft.details["code_files"] = sum(1 for n in names if n.startswith(f"{prefix}/code/") and n.endswith(".py"))
-    data = _read_member(archive, f"{prefix}/data.pkl", draft)
-    if data is None:
-        return
-    try:
-        scan = scan_pickle_bytes(data)
-    except PickleScanError as exc:
-        draft.fail("corrupt", f"corrupt TorchScript archive: data.pkl is not a complete pickle ({exc})")
+    scan = _archive_pickle(archive, prefix, draft, "TorchScript archive")
+    if scan is None:
         return
     # TorchScript's loader resolves classes in its own __torch__ namespace, never Python imports.
     draft.details["classes"] = sorted({r.dotted for r in scan.globals if r.module.startswith("__torch__")})[:20]
