@@ -21,12 +21,14 @@ BASE_DIR    ?= $(CURDIR)
 UNIT_DIR    ?= /etc/systemd/system
 
 .PHONY: install-systemd help install test lint demo feature-sanity quality-gate quality-gate-collection scoreboard bench \
-        build-patchtst-dataset
+        build-patchtst-dataset prereqs prereqs-test chaos
 
 help:
 	@echo "make install                  venv in $(VENV) with qtsafe and its test extras"
 	@echo "make demo                     install, then simulated telemetry -> sanity, both gates, scoreboard (no Redis)"
-	@echo "make test                     install, then the whole test suite (needs redis-server on PATH)"
+	@echo "make test                     install, then ruff + mypy + the whole test suite (needs redis-server, systemd-analyze)"
+	@echo "make lint                     ruff over src tests bench scripts, mypy over src/qtsafe"
+	@echo "make chaos                    only the fault-injection suite (tests/chaos), with its ledger"
 	@echo "make feature-sanity           qtsafe feature-sanity --after \$$CUTOVER"
 	@echo "make quality-gate-collection  qtsafe quality-gate --mode collection --after \$$CUTOVER (exit 3 = collected)"
 	@echo "make quality-gate             qtsafe quality-gate --mode canary --after \$$CUTOVER (exit 0 = pass)"
@@ -34,8 +36,18 @@ help:
 	@echo "make build-patchtst-dataset   qtsafe build-dataset \$$DATASET_ARGS (synthetic data by default)"
 	@echo "make bench                    read and monitor-tick benchmarks (1,000,000 entries, local redis-server)"
 	@echo "make install-systemd          monitor service, watchdog service and timer (PYTHON, BASE_DIR, UNIT_DIR)"
+	@echo "make prereqs / prereqs-test   check Python >= 3.11 with venv (and redis-server, systemd-analyze for tests)"
+	@echo "make help                     this list"
+
+# The first second of `make demo` / `make test`: one line naming what to apt-get install, before any download.
+prereqs:
+	@bash scripts/prereqs.sh $(BOOT_PYTHON) demo
+
+prereqs-test:
+	@bash scripts/prereqs.sh $(BOOT_PYTHON) test
 
 $(VENV)/.installed: pyproject.toml
+	@bash scripts/prereqs.sh $(BOOT_PYTHON) demo
 	$(BOOT_PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
 	# torch first, from the CPU build: the project's range accepts it, so pip does not fetch a CUDA build.
@@ -45,16 +57,19 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
-test: install
+test: prereqs-test install
 	$(VENV)/bin/ruff check src tests bench scripts
 	$(VENV)/bin/mypy
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
 lint: install
-	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff check src tests bench scripts
 	$(VENV)/bin/mypy
 
-demo: install
+chaos: prereqs-test install
+	$(VENV)/bin/python -m pytest tests/chaos $(PYTEST_ARGS)
+
+demo: prereqs install
 	PYTHON=$(PYTHON) bash scripts/demo.sh
 
 feature-sanity:
