@@ -28,14 +28,27 @@ class QtsafeGroup(click.Group):
         return sorted(set(COMMANDS) | set(self.commands))
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        target = COMMANDS.get(cmd_name)
-        if target is None:
+        entry = COMMANDS.get(cmd_name)
+        if entry is None:
             return self.commands.get(cmd_name)
         import importlib
 
-        module, _, attr = target.partition(":")
+        module, _, attr = entry[0].partition(":")
         command = getattr(importlib.import_module(module), attr)
         return command if isinstance(command, click.Command) else None
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """``qtsafe --help`` lists the commands from COMMANDS' summaries, importing none of them."""
+        names = self.list_commands(ctx)
+        limit = formatter.width - 6 - max((len(name) for name in names), default=0)
+        rows: list[tuple[str, str]] = []
+        for name in names:
+            # A stand-in command with the summary as its help gets exactly click's own truncation.
+            command = click.Command(name, help=COMMANDS[name][1]) if name in COMMANDS else self.commands[name]
+            rows.append((name, command.get_short_help_str(limit=limit)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
 
     def main(  # type: ignore[override]
         self,
@@ -145,22 +158,32 @@ def cli(ctx: click.Context, config_path: str | None, debug: bool, metrics_file: 
 
 
 # Commands load on first use: `qtsafe quality-gate` never imports pandas or torch (build-dataset and model
-# commands do), so the gates start fast. `qtsafe --help` loads them all to show their summaries.
-COMMANDS = {
-    "build-dataset": "qtsafe.cli.dataset:build_dataset",
-    "canary": "qtsafe.cli.canary:canary",
-    "doctor": "qtsafe.cli.doctor:doctor",
-    "export": "qtsafe.cli.export:export",
-    "feature-sanity": "qtsafe.cli.sanity:feature_sanity",
-    "incident-bundle": "qtsafe.cli.incident:incident_bundle",
-    "journal": "qtsafe.cli.journal:journal",
-    "model": "qtsafe.cli.model:model",
-    "monitor": "qtsafe.cli.monitor:monitor",
-    "quality-gate": "qtsafe.cli.gate:quality_gate",
-    "scoreboard": "qtsafe.cli.scoreboard:scoreboard",
-    "simulate": "qtsafe.cli.simulate:simulate",
+# commands do), so the gates start fast, and `qtsafe --help` lists them from the summaries here without importing
+# any (tests/unit/test_cli_startup.py checks each summary is its command's own first help line).
+COMMANDS: dict[str, tuple[str, str]] = {
+    "build-dataset": ("qtsafe.cli.dataset:build_dataset",
+                      "Build leak-free (N, T, F) PatchTST sequences from OHLCV candles."),
+    "canary": ("qtsafe.cli.canary:canary",
+               "Canary lifecycle: activate, roll back, promote, status (journaled, reversible)."),
+    "doctor": ("qtsafe.cli.doctor:doctor", "Check the environment before the first run and print what to fix."),
+    "export": ("qtsafe.cli.export:export",
+               "Write a window of the stream to a JSONL export (replayable with --events)."),
+    "feature-sanity": ("qtsafe.cli.sanity:feature_sanity",
+                       "Check the model inputs are alive: NaN/Inf, invalid, missing and flatlined features."),
+    "incident-bundle": ("qtsafe.cli.incident:incident_bundle",
+                        "Pack the journal, reports, state, the canary's telemetry and unit logs into one tar.gz."),
+    "journal": ("qtsafe.cli.journal:journal",
+                "The canary audit journal (logs/qsc_canary.jsonl): verify, show, repair."),
+    "model": ("qtsafe.cli.model:model",
+              "Model files: inspect without executing, verify the feature contract, gate offline."),
+    "monitor": ("qtsafe.cli.monitor:monitor",
+                "Watch the active canary; any violation rolls it back (verified) and exits 2."),
+    "quality-gate": ("qtsafe.cli.gate:quality_gate", "Judge every model's output after a cutover; write the report."),
+    "scoreboard": ("qtsafe.cli.scoreboard:scoreboard",
+                   "Per-model and ensemble health at a glance: GO / WAIT / NO-GO."),
+    "simulate": ("qtsafe.cli.simulate:simulate",
+                 "Write producer-shape trade.intent telemetry for a named scenario."),
 }
-
 
 
 def main() -> None:

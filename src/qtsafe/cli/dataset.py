@@ -2,20 +2,31 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from typing import Any
 
 import click
 
 from qtsafe.cli.options import base_dir_option, finish, json_option, load
-from qtsafe.dataset.builder import DatasetRequest
-from qtsafe.dataset.candles import parse_span, parse_symbols
-from qtsafe.dataset.features import DEFAULT_FEATURES
-from qtsafe.dataset.labels import RULES
-from qtsafe.dataset.run import run_build_dataset
-from qtsafe.dataset.sources import parse_source
-from qtsafe.dataset.splits import DEFAULT_SPLIT, parse_split
+from qtsafe.dataset.defaults import DEFAULT_FEATURES, DEFAULT_SPLIT, RULES
 from qtsafe.errors import ConfigError
+
+# The parsers and the builder import numpy and pandas: they load when an option is parsed or the command runs,
+# not for --help.
+
+
+def _library(module: str, name: str) -> Callable[..., Any]:
+    def call(*args: Any, **kwargs: Any) -> Any:
+        return getattr(importlib.import_module(module), name)(*args, **kwargs)
+
+    return call
+
+
+parse_source = _library("qtsafe.dataset.sources", "parse_source")
+parse_span = _library("qtsafe.dataset.candles", "parse_span")
+parse_symbols = _library("qtsafe.dataset.candles", "parse_symbols")
+parse_split = _library("qtsafe.dataset.splits", "parse_split")
 
 
 def _via(parse: Callable[[str], Any]) -> Callable[[click.Context, click.Parameter, Any], Any]:
@@ -76,6 +87,9 @@ Exit codes: 0 written, 2 bad input / too little data / a leakage check failed,
 def build_dataset(ctx: click.Context, base_dir: str | None, as_json: bool, source: Any, interval: int | None,
                   horizon: int, purge: int | None, embargo: int, **options: Any) -> int:
     """Build leak-free (N, T, F) PatchTST sequences from OHLCV candles."""
+    from qtsafe.dataset.builder import DatasetRequest
+    from qtsafe.dataset.run import run_build_dataset
+
     settings = load(ctx, {"base_dir": base_dir})
     request = DatasetRequest(source=source, interval_s=interval, horizon_s=horizon, purge_s=purge, embargo_s=embargo,
                              symbols=options.pop("symbols") or (), **options)

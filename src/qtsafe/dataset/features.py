@@ -16,15 +16,14 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from qtsafe.dataset.candles import SECONDS_PER_YEAR, format_span
+from qtsafe.dataset.defaults import DEFAULT_FEATURES as DEFAULT_FEATURES
 from qtsafe.dataset.validate import GridSeries, segments
 from qtsafe.errors import ConfigError
-
-DEFAULT_FEATURES = ("rsi", "ma_cross", "volatility", "returns_1h")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -148,14 +147,20 @@ def compute_grid(features: Sequence[Feature], grid: GridSeries, params: FeatureP
 # sliding-window view; they are trailing (causal) and NaN whenever the window holds a NaN.
 
 
+def _series(x: np.ndarray) -> Any:
+    import pandas as pd  # lazily: `build-dataset --help` must not pay for pandas
+
+    return pd.Series(x)
+
+
 def trailing_mean(x: np.ndarray, n: int) -> np.ndarray:
     """Mean of x[t-n+1 .. t] at t; NaN for t < n-1."""
-    return pd.Series(x).rolling(n, min_periods=n).mean().to_numpy()
+    return _series(x).rolling(n, min_periods=n).mean().to_numpy()
 
 
 def trailing_std(x: np.ndarray, n: int) -> np.ndarray:
     """Sample standard deviation (ddof=1) of x[t-n+1 .. t] at t; NaN for t < n-1."""
-    return pd.Series(x).rolling(n, min_periods=n).std(ddof=1).to_numpy()
+    return _series(x).rolling(n, min_periods=n).std(ddof=1).to_numpy()
 
 
 def wilder_average(x: np.ndarray, period: int) -> np.ndarray:
@@ -164,7 +169,7 @@ def wilder_average(x: np.ndarray, period: int) -> np.ndarray:
     That start is the one the ``ta`` package (and pandas ``ewm(adjust=False)``) uses, so values equal
     ``ta.momentum.RSIIndicator`` to rounding; the warm-up discards the bars where the start still matters.
     """
-    return pd.Series(x).ewm(alpha=1.0 / period, adjust=False).mean().to_numpy()
+    return _series(x).ewm(alpha=1.0 / period, adjust=False).mean().to_numpy()
 
 
 def _bars_per_hour(p: FeatureParams) -> int:

@@ -7,14 +7,9 @@ the builder drops any sample whose label span (t, t + h] touches a missing bar.
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 
+from qtsafe.dataset.defaults import RULES
 from qtsafe.errors import ConfigError
-
-RULES = {
-    "close": "y = 1 if close[t+h] / close[t] - 1 >= threshold, else 0",
-    "barrier": "y = 1 if max(high[t+1 .. t+h]) >= close[t] * (1 + threshold), else 0",
-}
 
 
 def check_rule(rule: str) -> str:
@@ -34,6 +29,8 @@ def label_values(close: np.ndarray, high: np.ndarray, horizon_bars: int, thresho
         future = close[horizon_bars:]
     elif rule == "barrier":
         # The trailing max over h bars, read at t+h, is the max of high[t+1 .. t+h]; NaN if one is missing.
+        import pandas as pd  # lazily: `build-dataset --help` must not pay for pandas
+
         future = pd.Series(high).rolling(horizon_bars, min_periods=horizon_bars).max().to_numpy()[horizon_bars:]
     else:
         raise ConfigError(f"unknown label rule {rule!r}")

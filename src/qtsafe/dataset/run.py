@@ -20,8 +20,8 @@ from qtsafe.config import Settings
 from qtsafe.dataset.builder import BuiltDataset, DatasetRequest, SymbolReport, build_arrays
 from qtsafe.dataset.candles import format_span, iso_ns
 from qtsafe.dataset.checks import Check, leakage_checks
+from qtsafe.dataset.defaults import RULES
 from qtsafe.dataset.features import REGISTRY
-from qtsafe.dataset.labels import RULES
 from qtsafe.dataset.report import render_report
 from qtsafe.dataset.sources import LoadedSource, data_sha256, load_source
 from qtsafe.dataset.splits import SPLIT_NAMES

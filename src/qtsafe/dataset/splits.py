@@ -19,12 +19,12 @@ import math
 import numpy as np
 
 from qtsafe.dataset.candles import iso_ns as _iso
+from qtsafe.dataset.defaults import DEFAULT_SPLIT as DEFAULT_SPLIT
 from qtsafe.errors import ConfigError, InputError
 from qtsafe.timeutil import parse_utc
 
 SPLIT_NAMES = ("train", "val", "test")
 PURGED = -1
-DEFAULT_SPLIT = "0.7,0.15,0.15"
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
