@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from typing import Any
 
@@ -11,6 +10,7 @@ import click
 from qtsafe.cli.options import base_dir_option, finish, json_option, load
 from qtsafe.dataset.defaults import DEFAULT_FEATURES, DEFAULT_SPLIT, RULES
 from qtsafe.errors import ConfigError
+from qtsafe.extras import require
 
 # The parsers and the builder import numpy and pandas: they load when an option is parsed or the command runs,
 # not for --help.
@@ -18,7 +18,7 @@ from qtsafe.errors import ConfigError
 
 def _library(module: str, name: str) -> Callable[..., Any]:
     def call(*args: Any, **kwargs: Any) -> Any:
-        return getattr(importlib.import_module(module), name)(*args, **kwargs)
+        return getattr(require(module, "build-dataset"), name)(*args, **kwargs)
 
     return call
 
@@ -87,9 +87,8 @@ Exit codes: 0 written, 2 bad input / too little data / a leakage check failed,
 def build_dataset(ctx: click.Context, base_dir: str | None, as_json: bool, source: Any, interval: int | None,
                   horizon: int, purge: int | None, embargo: int, **options: Any) -> int:
     """Build leak-free (N, T, F) PatchTST sequences from OHLCV candles."""
-    from qtsafe.dataset.builder import DatasetRequest
-    from qtsafe.dataset.run import run_build_dataset
-
+    DatasetRequest = require("qtsafe.dataset.builder", "build-dataset").DatasetRequest
+    run_build_dataset = require("qtsafe.dataset.run", "build-dataset").run_build_dataset
     settings = load(ctx, {"base_dir": base_dir})
     request = DatasetRequest(source=source, interval_s=interval, horizon_s=horizon, purge_s=purge, embargo_s=embargo,
                              symbols=options.pop("symbols") or (), **options)

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from qtsafe.dataset.writer import load_npz
+from qtsafe.extras import require
 
 
 def sequence_dataset(path: Path | str, split: str = "train") -> Any:
@@ -15,8 +16,9 @@ def sequence_dataset(path: Path | str, split: str = "train") -> Any:
 
     ``y`` becomes int64 because that is what ``torch.nn.CrossEntropyLoss`` expects.
     """
-    import torch  # lazily: a 1-2 s import that the other qtsafe commands should not pay
-    from torch.utils.data import TensorDataset
+    # lazily: a 1-2 s import that the other qtsafe commands should not pay, and absent from a core install
+    torch = require("torch", "a torch Dataset")
+    TensorDataset = require("torch.utils.data", "a torch Dataset").TensorDataset
 
     data = load_npz(path)
     rows = data.rows(split)

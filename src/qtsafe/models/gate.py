@@ -30,6 +30,7 @@ from qtsafe import __version__
 from qtsafe.checks.quality import ACTIONS, FAIL, WARN, Finding, ModelStats, judge_stats, model_stats
 from qtsafe.config import Settings
 from qtsafe.errors import InputError, WriteError
+from qtsafe.extras import require
 from qtsafe.fsio import atomic_write_text
 from qtsafe.models.artifact import Inspection, inspect_artifact
 from qtsafe.models.contract import (
@@ -224,7 +225,7 @@ def _load_npz(path: Path, split: str) -> HeldOut:
 
 
 def _load_table(path: Path, split: str, columns: Sequence[str] | None, *, kind: str) -> HeldOut:
-    import pandas as pd  # noqa: PLC0415 - only tables need pandas
+    pd = require("pandas", "reading a CSV or Parquet dataset")  # only tables need pandas
 
     where = f"dataset {path}"
     try:

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from qtsafe.errors import InputError
+from qtsafe.extras import require
 from qtsafe.models.artifact import Inspection, LoadSafety
 from qtsafe.models.pickle_scan import Call, GlobalRef, PDict, iter_calls, scan_pickle
 
@@ -102,7 +103,7 @@ def _embedded_state(inspection: Inspection, class_name: str) -> Any:
 
 
 def _xgboost(inspection: Inspection, *, model_file: str | None = None, pickled_state: Any = None) -> LoadedModel:
-    import xgboost as xgb  # noqa: PLC0415 - lazy import keeps the CLI fast
+    xgb = require("xgboost", "loading an XGBoost model")
 
     try:
         if pickled_state is not None:
@@ -138,7 +139,7 @@ def _xgboost(inspection: Inspection, *, model_file: str | None = None, pickled_s
 
 
 def _lightgbm(inspection: Inspection, *, model_file: str | None = None, model_str: Any = None) -> LoadedModel:
-    import lightgbm as lgb  # noqa: PLC0415 - lazy import keeps the CLI fast
+    lgb = require("lightgbm", "loading a LightGBM model")
 
     try:
         if model_str is not None:
@@ -171,7 +172,7 @@ def _lightgbm(inspection: Inspection, *, model_file: str | None = None, model_st
 
 
 def _torch_predict(module: Any, static_batch: int | None) -> Callable[[np.ndarray], np.ndarray]:
-    import torch  # noqa: PLC0415
+    torch = require("torch", "running a PyTorch model")
 
     def predict(x: np.ndarray) -> np.ndarray:
         outputs = []
@@ -200,7 +201,7 @@ def _torch_predict(module: Any, static_batch: int | None) -> Callable[[np.ndarra
 
 
 def _torchscript(inspection: Inspection) -> LoadedModel:
-    import torch  # noqa: PLC0415
+    torch = require("torch", "running a PyTorch model")
 
     try:
         module = torch.jit.load(inspection.path, map_location="cpu")
@@ -211,7 +212,7 @@ def _torchscript(inspection: Inspection) -> LoadedModel:
 
 
 def _torch_export(inspection: Inspection) -> LoadedModel:
-    import torch  # noqa: PLC0415
+    torch = require("torch", "running a PyTorch model")
 
     try:
         module = torch.export.load(inspection.path).module()
@@ -274,7 +275,7 @@ def _read_safetensors(path: str) -> dict[str, np.ndarray]:
 
 
 def _state_dict(inspection: Inspection, architecture: dict[str, Any]) -> LoadedModel:
-    import torch  # noqa: PLC0415
+    torch = require("torch", "running a PyTorch model")
 
     spec = str(architecture.get("class", ""))
     kwargs = architecture.get("kwargs") or {}
