@@ -20,7 +20,6 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import STREAM
 
 REPO = Path(__file__).resolve().parents[2]
 OPS = REPO / "ops" / "model_safety"
@@ -243,10 +242,9 @@ def test_read_only_command_on_a_simulated_stream(entry: Entry, fake_redis: Any, 
     assert code == int(expected), entry.command
 
 
-def test_gate_output_redirected_to_a_txt_file(redis_server: Any, tmp_path: Path) -> None:
+def test_gate_output_redirected_to_a_txt_file(redis_server: Any, real_redis: Any, tmp_path: Path) -> None:
     """002:305 as a real process: the verdict lands in the .txt, the exit code is the gate's."""
     url = redis_server.url
-    redis_server.client().delete(STREAM)
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("QTSAFE_")},
            "PYTHONPATH": str(REPO / "src"), "QTSAFE_REDIS_URL": url}
     sim = subprocess.run([sys.executable, "-m", "qtsafe", "simulate", "--scenario", "healthy", "--events", "1500",
