@@ -76,13 +76,14 @@ def main(argv: list[str]) -> int:
             for line in handle:
                 if line.strip():
                     entry = json.loads(line)
-                    last_id = client.xadd(STREAM, entry["fields"], id=entry["id"]).decode()
+                    client.xadd(STREAM, entry["fields"], id=entry["id"])
+                    last_id = str(entry["id"])
 
     def factory(settings: Any) -> Any:
         return fakeredis.FakeRedis(server=server)
 
-    qtsafe.telemetry.sources.redis_client = factory  # type: ignore[assignment]
-    qtsafe.telemetry.redis_client = factory  # type: ignore[assignment]
+    qtsafe.telemetry.sources.redis_client = factory
+    qtsafe.telemetry.redis_client = factory
     producer = Producer(client, opts.healthy_seconds, opts.rate, last_id)
     producer.start()
     try:

@@ -15,6 +15,7 @@ import shlex
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 SANDBOX = Path(os.environ["DEMO_SANDBOX"])
 STATE = SANDBOX / "systemd-stand-in"
@@ -48,7 +49,7 @@ def quote(word: str) -> str:
 
 def systemctl(args: list[str]) -> int:
     path = STATE / "unit.json"
-    unit = json.loads(path.read_text()) if path.exists() else {
+    unit: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {
         "state": "active", "env": configured_environment(), "since": time.strftime("%a %Y-%m-%d %H:%M:%S UTC",
                                                                                    time.gmtime())}
     verb = args[0] if args else ""

@@ -20,7 +20,6 @@ from typing import Any
 
 import pytest
 
-
 REPO = Path(__file__).resolve().parents[2]
 OPS = REPO / "ops" / "model_safety"
 LIST = REPO / "tests" / "data" / "runbook_commands.txt"
@@ -226,9 +225,7 @@ def test_read_only_command_on_a_simulated_stream(entry: Entry, fake_redis: Any, 
     monkeypatch.setenv("QTSAFE_BASE_DIR", str(tmp_path))
     monkeypatch.setenv("QTSAFE_FEATURE_SANITY_EXPECTED_CONSTANT", "position_size_usd,leverage,total_models")
     words = entry.words
-    if entry.qtsafe == "(file)":
-        code = subprocess.run(words, cwd=REPO, capture_output=True).returncode
-    elif entry.qtsafe == "(syntax)":
+    if entry.qtsafe == "(file)" or entry.qtsafe == "(syntax)":
         code = subprocess.run(words, cwd=REPO, capture_output=True).returncode
     elif entry.script is not None and entry.script.suffix == ".sh":
         code = subprocess.run(["bash", str(entry.script), *entry.script_args], capture_output=True,
