@@ -2,29 +2,42 @@
 """Runbook name for ``qtsafe canary``: activation (default), --rollback, --status. Exit code passed through.
 
     python3 ops/model_safety/qsc_mode.py --model patchtst --cutover 2026-01-10T05:43:15Z [--dry-run]
+    python3 ops/model_safety/qsc_mode.py --dry-run --cutover 2026-01-10T05:43:15Z   # quality gate only
     python3 ops/model_safety/qsc_mode.py --rollback
+    python3 ops/model_safety/qsc_mode.py --status
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import sys
+from collections.abc import Sequence
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _qtsafe_shim import Shim, main  # noqa: E402
+
+ACTIVATE = Shim(name="qsc_mode.py", command=("canary", "activate"),
+                example="qtsafe canary activate --model MODEL --after CUTOVER [--dry-run]")
+ROLLBACK = Shim(name="qsc_mode.py --rollback", command=("canary", "rollback"),
+                example="qtsafe canary rollback --yes --reason TEXT")
+STATUS = Shim(name="qsc_mode.py --status", command=("canary", "status"), example="qtsafe canary status")
+# The runbooks' "Quality Gate Only": a dry run with no model checks the gate and activates nothing.
+GATE_ONLY = Shim(name="qsc_mode.py --dry-run", command=("quality-gate",),
+                 example="qtsafe quality-gate --mode canary --after CUTOVER",
+                 renames={"--cutover": "--after"}, defaults=(("--mode", "canary"),))
 
 
-def main(argv: list[str]) -> int:
+def translate(argv: Sequence[str]) -> list[str]:
+    argv = list(argv)
     if "--rollback" in argv:
-        args = ["canary", "rollback", "--yes", "--reason", "qsc_mode.py --rollback"]
-        args += [a for a in argv if a != "--rollback"]
-    elif "--status" in argv:
-        args = ["canary", "status", *[a for a in argv if a != "--status"]]
-    else:
-        args = ["canary", "activate", *argv]
-    qtsafe = shutil.which("qtsafe")
-    command = [qtsafe, *args] if qtsafe else [sys.executable, "-m", "qtsafe", *args]
-    os.execvp(command[0], command)  # the shell sees qtsafe's own exit code
-    return 2  # pragma: no cover - execvp does not return
+        rest = [a for a in argv if a != "--rollback"]
+        return [*ROLLBACK.translate(rest), "--yes", "--reason", "qsc_mode.py --rollback"]
+    if "--status" in argv:
+        return STATUS.translate([a for a in argv if a != "--status"])
+    if "--dry-run" in argv and not any(a == "--model" or a.startswith("--model=") for a in argv):
+        return GATE_ONLY.translate([a for a in argv if a != "--dry-run"])
+    return ACTIVATE.translate(argv)
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    main(ACTIVATE, translate=translate)

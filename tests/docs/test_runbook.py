@@ -279,3 +279,33 @@ def test_make_targets_are_checked() -> None:
 
 def test_fixture_paths() -> None:
     assert isinstance(RUNBOOK, Path)
+
+
+# ---- the old commands' table -------------------------------------------------------------------------
+
+def old_commands_table(markdown: str) -> list[list[str]]:
+    """Rows (old, qtsafe, what changed) of the table in 'From the old runbooks'."""
+    section = markdown.split("## From the old runbooks", 1)[1].split("\n## ", 1)[0]
+    rows = [re.split(r"(?<!\\)\|", line.strip())[1:-1] for line in section.splitlines()
+            if line.startswith("| ") and not line.startswith("| old command")]
+    return [[cell.strip() for cell in row] for row in rows]
+
+
+def test_every_shim_has_a_row_in_the_old_commands_table() -> None:
+    rows = old_commands_table(RUNBOOK.read_text(encoding="utf-8"))
+    assert rows and all(len(row) == 3 and all(row) for row in rows), rows
+    shims = sorted(p.name for p in (REPO / "ops" / "model_safety").iterdir()
+                   if p.suffix in (".py", ".sh") and not p.name.startswith("_"))
+    missing = [name for name in shims if not any(name in row[0] for row in rows)]
+    assert missing == []
+    mapped = " ".join(row[1] for row in rows)
+    for command in ("qtsafe quality-gate --mode canary --after", "qtsafe feature-sanity --after", "--last 200",
+                    "qtsafe scoreboard", "qtsafe monitor --duration 3h", "qtsafe canary rollback"):
+        assert command in mapped
+
+
+def test_old_commands_table_check_can_fail() -> None:
+    table = "## From the old runbooks\n\n| old command | qtsafe | changed |\n|---|---|---|\n| `x.py` | `qtsafe x` | |\n"
+    rows = old_commands_table(table)
+    assert rows == [["`x.py`", "`qtsafe x`", ""]]
+    assert not all(all(row) for row in rows)
