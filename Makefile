@@ -21,13 +21,14 @@ BASE_DIR    ?= $(CURDIR)
 UNIT_DIR    ?= /etc/systemd/system
 
 .PHONY: install-systemd help install test lint demo feature-sanity quality-gate quality-gate-collection scoreboard bench \
-        build-patchtst-dataset prereqs prereqs-test chaos
+        build-patchtst-dataset prereqs prereqs-test chaos demo-canary
 
 help:
 	@echo "make install                  venv in $(VENV) with qtsafe and its test extras"
 	@echo "make demo                     install, then simulated telemetry -> sanity, both gates, scoreboard (no Redis)"
+	@echo "make demo-canary              install, then the whole canary loop in demo/canary-sandbox (stand-in systemctl, no root)"
 	@echo "make test                     install, then ruff + mypy + the whole test suite (needs redis-server, systemd-analyze)"
-	@echo "make lint                     ruff over src tests bench scripts, mypy over src/qtsafe"
+	@echo "make lint                     ruff over src tests bench scripts ops, mypy over src/qtsafe"
 	@echo "make chaos                    only the fault-injection suite (tests/chaos), with its ledger"
 	@echo "make feature-sanity           qtsafe feature-sanity --after \$$CUTOVER"
 	@echo "make quality-gate-collection  qtsafe quality-gate --mode collection --after \$$CUTOVER (exit 3 = collected)"
@@ -58,12 +59,12 @@ $(VENV)/.installed: pyproject.toml
 install: $(VENV)/.installed
 
 test: prereqs-test install
-	$(VENV)/bin/ruff check src tests bench scripts
+	$(VENV)/bin/ruff check src tests bench scripts ops
 	$(VENV)/bin/mypy
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
 lint: install
-	$(VENV)/bin/ruff check src tests bench scripts
+	$(VENV)/bin/ruff check src tests bench scripts ops
 	$(VENV)/bin/mypy
 
 chaos: prereqs-test install
@@ -71,6 +72,9 @@ chaos: prereqs-test install
 
 demo: prereqs install
 	PYTHON=$(PYTHON) bash scripts/demo.sh
+
+demo-canary: prereqs install
+	PYTHON=$(PYTHON) bash scripts/demo_canary.sh
 
 feature-sanity:
 	@$(call RUN,feature-sanity --after "$(CUTOVER)" $(REDIS_FLAG))
