@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from qtsafe.cli.options import finish, json_option, load, read_overrides, redis_options
-from qtsafe.simulate import SCENARIOS
+from qtsafe.simulate import MARKETS, MODELS, SCENARIOS
 
 
 @click.command("simulate")
@@ -17,13 +17,19 @@ from qtsafe.simulate import SCENARIOS
 @click.option("--seed", type=int, default=7, show_default=True, help="Random seed (same seed, same telemetry).")
 @click.option("--end", "end", metavar="ISO", help="Time of the newest entry (default: now, UTC).")
 @click.option("--spacing", default="1s", show_default=True, help="Time between entries (e.g. 1s, 2s, 1m).")
+@click.option("--market", type=click.Choice(list(MARKETS)), default="plain", show_default=True,
+              help="How the market moves: plain, or regimes every model sees at once (see below).")
+@click.option("--onset", type=click.FloatRange(0, 1, max_open=True), metavar="SHARE",
+              help="Healthy for this share of the events, then the scenario's defect (e.g. 0.5 = from halfway).")
+@click.option("--target", type=click.Choice(list(MODELS)), help="The model the defect hits (default: the scenario's).")
 @click.option("--out", type=click.Path(dir_okay=False), help="Write a JSONL export here instead of a Redis stream.")
 @click.option("--maxlen", type=click.IntRange(min=1), help="Cap the stream like the producer (XADD MAXLEN ~ N).")
 @redis_options
 @json_option
 @click.pass_context
 def simulate(ctx: click.Context, scenario: str, events: int, seed: int, end: str | None, spacing: str,
-             out: str | None, maxlen: int | None, redis_url: str | None, stream: str | None, as_json: bool) -> int:
+             market: str, onset: float | None, target: str | None, out: str | None, maxlen: int | None,
+             redis_url: str | None, stream: str | None, as_json: bool) -> int:
     """Write producer-shape trade.intent telemetry for a named scenario.
 
     \b
@@ -35,7 +41,8 @@ def simulate(ctx: click.Context, scenario: str, events: int, seed: int, end: str
 
     settings = load(ctx, read_overrides(None, redis_url, stream))
     spacing_ms = int(parse_duration(spacing) * 1000)
-    entries = generate(scenario, events, seed=seed, end=parse_utc(end) if end else None, spacing_ms=spacing_ms)
+    entries = generate(scenario, events, seed=seed, end=parse_utc(end) if end else None, spacing_ms=spacing_ms,
+                       market=market, onset=onset, target=target)
     if out:
         result = write_jsonl(Path(out), entries, scenario)
     else:
@@ -45,6 +52,9 @@ def simulate(ctx: click.Context, scenario: str, events: int, seed: int, end: str
 
 
 simulate.help = (simulate.help or "") + "\n".join(f"      {name:<15} {text}" for name, text in SCENARIOS.items()) + (
+    "\n\n\b\n    Markets:\n" + "\n".join(f"      {name:<15} {text}" for name, text in MARKETS.items())
+) + (
     "\n\n\b\nExamples:\n  qtsafe simulate --scenario healthy --events 1000 --out demo.jsonl\n"
-    "  qtsafe simulate --scenario collapsed --events 500 --redis-url redis://127.0.0.1:6379/0"
+    "  qtsafe simulate --scenario collapsed --events 500 --redis-url redis://127.0.0.1:6379/0\n"
+    "  qtsafe simulate --scenario backwards --market regimes --onset 0.5 --spacing 2s --events 10800 --out run.jsonl"
 )
