@@ -366,7 +366,9 @@ def _examine_pickle(handle: IO[bytes], size: int, draft: _Draft) -> None:
 
 
 def _pickle_error(exc: PickleScanError, draft: _Draft, size: int) -> None:
-    if exc.truncated:
+    if exc.code:
+        draft.fail(exc.code, f"unsafe {FORMAT_LABELS[draft.format].lower()}: {exc}: refused")
+    elif exc.truncated:
         draft.fail("truncated", f"truncated {FORMAT_LABELS[draft.format].lower()}: the stream ends before "
                                 f"its STOP opcode ({size} bytes); the save was cut off")
     else:
