@@ -42,7 +42,7 @@ from typing import IO, Any
 
 from qtsafe.errors import InputError
 from qtsafe.fsio import sha256_file
-from qtsafe.models import ubjson
+from qtsafe.models import ubjson, ziplimits
 from qtsafe.models.pickle_scan import (
     Call,
     GlobalRef,
@@ -54,7 +54,6 @@ from qtsafe.models.pickle_scan import (
     classify_global,
     iter_calls,
     scan_pickle,
-    scan_pickle_bytes,
 )
 
 FAIL = "FAIL"
@@ -366,7 +365,9 @@ def _examine_pickle(handle: IO[bytes], size: int, draft: _Draft) -> None:
 
 
 def _pickle_error(exc: PickleScanError, draft: _Draft, size: int) -> None:
-    if exc.truncated:
+    if exc.code:
+        draft.fail(exc.code, f"unsafe {FORMAT_LABELS[draft.format].lower()}: {exc}: refused")
+    elif exc.truncated:
         draft.fail("truncated", f"truncated {FORMAT_LABELS[draft.format].lower()}: the stream ends before "
                                 f"its STOP opcode ({size} bytes); the save was cut off")
     else:
@@ -603,6 +604,19 @@ def _archive_prefix(names: list[str]) -> str | None:
     return roots.pop() if len(roots) == 1 else None
 
 
+def _zip_kind(prefix: str | None, members: set[str], names: list[str]) -> str:
+    """Which archive this is, from its member names alone (nothing is read yet)."""
+    if prefix and "archive_format" in members:
+        return "torch-export"
+    if prefix and ("constants.pkl" in members or any(m.startswith("code/") for m in members)):
+        return "torchscript"
+    if prefix and "data.pkl" in members:
+        return "torch-zip"
+    if names and all(n.endswith(".npy") for n in names):
+        return "npz"
+    return "zip"
+
+
 def _examine_zip(handle: IO[bytes], draft: _Draft, *, load_torch: bool, path: Path) -> None:
     draft.format = "zip"
     try:
@@ -614,13 +628,24 @@ def _examine_zip(handle: IO[bytes], draft: _Draft, *, load_torch: bool, path: Pa
         names = archive.namelist()
         prefix = _archive_prefix(names)
         members = {n.split("/", 1)[1] for n in names if prefix and n.startswith(prefix + "/")}
-        if prefix and "archive_format" in members:
-            _examine_torch_export(archive, prefix, draft)
-        elif prefix and ("constants.pkl" in members or any(m.startswith("code/") for m in members)):
-            _examine_torchscript(archive, prefix, draft)
-        elif prefix and "data.pkl" in members:
-            _examine_torch_zip(archive, prefix, draft, load_torch=load_torch, path=path)
-        elif names and all(n.endswith(".npy") for n in names):
+        kind = _zip_kind(prefix, members, names)
+        try:
+            # Every member is capped by its declared and its inflated size before anything reads it.
+            ziplimits.check_declared_sizes(archive)
+            ziplimits.check_inflated_sizes(archive)
+        except ziplimits.ArchiveLimitError as exc:
+            draft.format = kind if kind != "npz" else "zip"
+            if kind.startswith("torch"):
+                draft.library = "torch"
+            draft.fail(exc.code, str(exc))
+            return
+        if kind == "torch-export":
+            _examine_torch_export(archive, prefix or "", draft)
+        elif kind == "torchscript":
+            _examine_torchscript(archive, prefix or "", draft)
+        elif kind == "torch-zip":
+            _examine_torch_zip(archive, prefix or "", draft, load_torch=load_torch, path=path)
+        elif kind == "npz":
             draft.details["members"] = len(names)
             draft.fail("not_a_model", "numpy .npz archive: data, not a model")
         else:
@@ -630,22 +655,25 @@ def _examine_zip(handle: IO[bytes], draft: _Draft, *, load_torch: bool, path: Pa
 
 def _read_member(archive: zipfile.ZipFile, name: str, draft: _Draft) -> bytes | None:
     try:
-        return archive.read(name)
-    except (zipfile.BadZipFile, OSError, EOFError, zlib.error, KeyError) as exc:
-        draft.fail("corrupt", f"corrupt archive member {name}: {exc}")
+        return ziplimits.read_member(archive, name)
+    except ziplimits.ArchiveLimitError as exc:
+        draft.fail(exc.code, str(exc))
         return None
 
 
 def _archive_pickle(archive: zipfile.ZipFile, prefix: str, draft: _Draft, what: str) -> PickleScan | None:
     """Scan an archive's data.pkl as opcodes; None (with the failure recorded) when missing or corrupt."""
-    data = _read_member(archive, f"{prefix}/data.pkl", draft)
-    if data is None:
-        return None
     try:
-        return scan_pickle_bytes(data)
-    except PickleScanError as exc:
-        draft.fail("corrupt", f"corrupt {what}: data.pkl is not a complete pickle ({exc})")
+        spool = ziplimits.spool_member(archive, f"{prefix}/data.pkl")
+    except ziplimits.ArchiveLimitError as exc:
+        draft.fail(exc.code, str(exc))
         return None
+    with spool:
+        try:
+            return scan_pickle(spool)
+        except PickleScanError as exc:
+            draft.fail("corrupt", f"corrupt {what}: data.pkl is not a complete pickle ({exc})")
+            return None
 
 
 def _examine_torch_zip(archive: zipfile.ZipFile, prefix: str, draft: _Draft, *, load_torch: bool,

@@ -8,7 +8,10 @@ of what *would* have been called. Nothing is imported and nothing is called, so 
 can be searched for tensor shapes and the imports a load would perform can be listed and judged.
 
 It also understands the one non-pickle wrinkle the fleet's files have: joblib writes numpy array
-bytes straight into the stream after each ``NumpyArrayWrapper``; those bytes are skipped, not parsed.
+bytes straight into the stream after each ``NumpyArrayWrapper``. Whether those bytes are raw data (skipped)
+or an embedded pickle (scanned too) is decided as joblib decides it: by ``hasobject`` of the dtype the
+wrapper declares, resolved from literal values (:mod:`qtsafe.models.dtypes`); a dtype that cannot be
+resolved makes the file unreadable, because skipping the wrong number of bytes would hide opcodes.
 """
 
 from __future__ import annotations
@@ -38,10 +41,12 @@ __all__ = [
 class PickleScanError(ValueError):
     """The byte stream is not a complete, well-formed pickle (truncated, garbage, or inconsistent)."""
 
-    def __init__(self, message: str, *, truncated: bool = False, position: int | None = None) -> None:
+    def __init__(self, message: str, *, truncated: bool = False, position: int | None = None,
+                 code: str | None = None) -> None:
         super().__init__(message)
         self.truncated = truncated
         self.position = position
+        self.code = code  # a finding code more precise than "corrupt"/"truncated", when there is one
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,13 +64,14 @@ class GlobalRef:
 class Call:
     """What unpickling *would* do: ``func(*args)``, then ``__setstate__(state)`` and item appends."""
 
-    __slots__ = ("args", "dictitems", "func", "kind", "listitems", "state")
+    __slots__ = ("args", "builds", "dictitems", "func", "kind", "listitems", "state")
 
     def __init__(self, func: Any, args: Any, kind: str) -> None:
         self.func = func
         self.args = args
-        self.kind = kind  # REDUCE, NEWOBJ, INST, OBJ
+        self.kind = kind  # REDUCE, NEWOBJ, NEWOBJ_EX (args = (args, kwargs)), INST, OBJ
         self.state: Any = None
+        self.builds = 0  # BUILD opcodes applied (each one a __setstate__ on load)
         self.listitems: list[Any] = []
         self.dictitems: list[tuple[Any, Any]] = []
 
@@ -117,6 +123,7 @@ class PickleScan:
     end: int  # offset just after STOP
     opcodes: int
     raw_array_bytes: int  # joblib array payload skipped
+    object_arrays: int  # joblib object arrays whose embedded pickle was scanned too
     extension_codes: tuple[int, ...]  # copyreg extension codes (EXT1/2/4): unknown imports
 
 
@@ -257,6 +264,7 @@ class _Machine:
         self.indirect = 0
         self.protocol: int | None = None
         self.raw_bytes = 0
+        self.object_arrays = 0
         self.ext_codes: list[int] = []
 
     # --- stack helpers -------------------------------------------------------------------------
@@ -315,28 +323,34 @@ class _Machine:
 
     # --- joblib ----------------------------------------------------------------------------------
     def after_build(self, obj: Any) -> None:
-        """joblib writes the array bytes right after a NumpyArrayWrapper's BUILD: skip them."""
-        if not (isinstance(obj, Call) and isinstance(obj.func, GlobalRef)
-                and obj.func.dotted == "joblib.numpy_pickle.NumpyArrayWrapper"):
+        """joblib reads an array right after a NumpyArrayWrapper's BUILD: raw bytes, or a nested pickle."""
+        if not _is_array_wrapper(obj):
             return
+        from qtsafe.models.dtypes import DtypeUnresolved, resolve_dtype  # noqa: PLC0415 - imports this module
+
         state = _pdict_to_map(obj.state)
         shape = state.get("shape")
-        dtype = state.get("dtype")
-        dtype_code = _dtype_code(dtype)
         if not isinstance(shape, tuple) or not all(isinstance(d, int) and d >= 0 for d in shape):
             raise PickleScanError("joblib array wrapper without a readable shape")
-        if dtype_code is not None and dtype_code.lstrip("<>|=").startswith("O"):
-            # Object arrays are an embedded pickle: scan it too, so its imports are listed.
+        try:
+            dtype = resolve_dtype(state.get("dtype"))
+        except DtypeUnresolved as exc:
+            # Skipping a guessed number of bytes could hide opcodes joblib would run: refuse instead.
+            raise PickleScanError(f"joblib array with a dtype qtsafe cannot resolve without loading it ({exc})",
+                                  code="unresolved_dtype") from exc
+        if dtype.hasobject:
+            # joblib unpickles object arrays (object fields, subarrays and nested records too) from a pickle
+            # embedded right here: scan it as well, so its imports are listed and judged.
             inner = _run(self.stream, self.stream.tell())
             for ref in inner.globals:
                 self.globals.setdefault(ref, None)
             self.dynamic += inner.dynamic_globals
             self.indirect += inner.indirect_calls
+            self.object_arrays += 1
             return
-        itemsize = _itemsize(dtype)
-        if itemsize is None:
-            raise PickleScanError(f"joblib array wrapper with an unsupported dtype {dtype_code!r}")
-        if "numpy_array_alignment_bytes" in state and state["numpy_array_alignment_bytes"] is not None:
+        if dtype.itemsize <= 0:
+            raise PickleScanError(f"joblib array with zero-size elements ({dtype})", code="unresolved_dtype")
+        if state.get("numpy_array_alignment_bytes") is not None:
             pad = self.stream.read(1)
             if len(pad) != 1:
                 raise PickleScanError("pickle stream ends inside a joblib array", truncated=True)
@@ -344,7 +358,7 @@ class _Machine:
         count = 1
         for dim in shape:
             count *= dim
-        nbytes = count * itemsize
+        nbytes = count * dtype.itemsize
         here = self.stream.tell()
         self.stream.seek(0, io.SEEK_END)
         end = self.stream.tell()
@@ -354,32 +368,26 @@ class _Machine:
         self.raw_bytes += nbytes
 
 
+_WRAPPER = "joblib.numpy_pickle.NumpyArrayWrapper"
+_INSTANCE_MAKERS = frozenset({"copyreg.__newobj__", "copyreg._reconstructor", "copy_reg._reconstructor"})
+
+
+def _is_array_wrapper(obj: Any) -> bool:
+    """joblib tests ``isinstance(obj, NumpyArrayWrapper)`` after every BUILD, however the instance was made:
+    by the class itself, or by copyreg's ``__newobj__``/``_reconstructor`` given the class."""
+    if not (isinstance(obj, Call) and isinstance(obj.func, GlobalRef)):
+        return False
+    if obj.func.dotted == _WRAPPER:
+        return True
+    args = obj.args if isinstance(obj.args, tuple) else ()
+    return (obj.func.dotted in _INSTANCE_MAKERS and bool(args) and isinstance(args[0], GlobalRef)
+            and args[0].dotted == _WRAPPER)
+
+
 def _pdict_to_map(value: Any) -> dict[str, Any]:
     if isinstance(value, PDict):
         return {k: v for k, v in value.items if isinstance(k, str)}
     return {}
-
-
-def _dtype_code(value: Any) -> str | None:
-    """The type code of a pickled ``numpy.dtype('f4', ...)`` placeholder."""
-    if isinstance(value, Call) and isinstance(value.func, GlobalRef) and value.func.name == "dtype":
-        args = value.args if isinstance(value.args, tuple) else ()
-        if args and isinstance(args[0], str):
-            return args[0]
-    return None
-
-
-_ITEMSIZE_RE = re.compile(r"^[<>|=]?([biufcmMOSUV])(\d{1,3})$")
-
-
-def _itemsize(dtype: Any) -> int | None:
-    """Bytes per element of a pickled dtype: its state's elsize (strings, voids, records), else the code."""
-    state = dtype.state if isinstance(dtype, Call) else None
-    if isinstance(state, tuple) and len(state) > 5 and isinstance(state[5], int) and state[5] > 0:
-        return state[5]
-    code = _dtype_code(dtype)
-    match = _ITEMSIZE_RE.match(code or "")
-    return int(match.group(2)) if match else None
 
 
 def _int_arg(arg: Any) -> int:
@@ -511,12 +519,13 @@ def _run(stream: IO[bytes], start: int) -> PickleScan:  # noqa: C901 - one dispa
                 kwargs = m.pop()
                 args = m.pop()
                 cls = m.pop()
-                m.stack.append(m.call(cls, (args, kwargs), "NEWOBJ"))
+                m.stack.append(m.call(cls, (args, kwargs), "NEWOBJ_EX"))
             elif name == "BUILD":
                 state = m.pop()
                 obj = m.top()
                 if isinstance(obj, Call):
                     obj.state = state
+                    obj.builds += 1
                 m.after_build(obj)
             elif name in ("PERSID", "BINPERSID"):
                 pid = arg if name == "PERSID" else m.pop()
@@ -550,6 +559,7 @@ def _run(stream: IO[bytes], start: int) -> PickleScan:  # noqa: C901 - one dispa
         end=stream.tell(),
         opcodes=count,
         raw_array_bytes=m.raw_bytes,
+        object_arrays=m.object_arrays,
         extension_codes=tuple(m.ext_codes),
     )
 
