@@ -189,3 +189,37 @@ def test_the_entry_last_read_trimmed_away_is_lost_telemetry(root: Root, activate
     assert result.status is Status.FAIL and result.checks == 6
     assert "is no longer in stream" in result.violations[0] and "trimmed past unread entries" in \
         result.violations[0]
+
+
+# ---- item 9: a monitor that cannot record its work ------------------------------------------------------
+
+def test_a_short_journal_write_at_the_end_is_never_safe(root: Root, activated, fake_redis,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    from qtsafe.canary import lifecycle
+
+    start = activated["at"]
+    seed(fake_redis, start)
+    real_write = os.write
+    full = {"disk": False}
+
+    def short_journal_write(fd: int, data: bytes) -> int:  # a disk that fills up under the journal's append
+        if full["disk"] and os.readlink(f"/proc/self/fd/{fd}").endswith("qsc_canary.jsonl"):
+            return real_write(fd, bytes(data)[: len(data) // 2])
+        return real_write(fd, data)
+
+    def on_sleep(clock: FastClock, before: dt.datetime) -> None:
+        write_events(fake_redis, "healthy", PER_TICK, before, clock.t, seed=clock.sleeps)
+        full["disk"] = elapsed(clock, start) >= DURATION
+
+    monkeypatch.setattr(os, "write", short_journal_write)
+    result = watch(activated, fake_redis, on_sleep)
+    monkeypatch.setattr(os, "write", real_write)
+    # Completion could not be journaled: the watch rolls back instead (the live unit is on its baseline
+    # again; the rollback's own record hit the same torn journal, so status shows the state to repair).
+    assert result.status is Status.FAIL and exit_code_for(result.status) == 2, result.summary
+    assert "the monitor cannot record its work: short write to" in result.summary
+    assert not root.dropin.exists()
+    status = lifecycle.canary_status(activated["settings"])
+    assert exit_code_for(status.status) != 0 and not status.summary.startswith("CANARY MONITORED"), status.summary
