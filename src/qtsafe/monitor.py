@@ -4,7 +4,11 @@ Any violation rolls the canary back in-process (verified), journals and exits 2.
 violation too: no new trade.intent for longer than the stall limit, or Redis errors on too many ticks
 in a row or in all. A run that completes with no violation journals ``monitoring_completed`` and exits
 0; a run stopped by a signal journals ``monitoring_stopped`` and exits 3 (the canary stays active,
-unmonitored, and ``canary status`` says so). No path ends in "safe" except completion.
+unmonitored, and ``canary status`` says so). No path ends in "safe" except completion, and a watch
+completes only on a check that read the stream: past the end it keeps checking for ``monitor.end_grace``,
+then fails closed. Before each read the stream's existence, type and continuity are checked
+(:mod:`qtsafe.monitor_stream`). A monitor that cannot write its own records rolls the canary back, or
+failing that journals ``monitoring_stopped`` and removes its heartbeat, and exits 2.
 
 State is saved after every tick (``data/qsc_monitor_state.json``), so a monitor restarted after a
 crash resumes the same window, counted from activation, with its check history.
