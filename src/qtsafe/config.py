@@ -96,6 +96,7 @@ class Monitor:
     max_consecutive_errors: int = _rule(3, "max", "Redis errors on this many ticks in a row is a violation")
     max_total_errors: int = _rule(5, "max", "Redis errors on this many ticks in all is a violation")
     heartbeat_max_age: float = _rule(180.0, "max", "seconds after which the watchdog treats the monitor as dead")
+    end_grace: float = _rule(300.0, "max", "seconds past the end the monitor keeps checking for a clean final check")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -374,3 +375,5 @@ def _validate(settings: Settings) -> None:
         raise ConfigError("feature_sanity.min_events must be at least 1")
     if settings.monitor.interval <= 0 or settings.monitor.duration <= 0:
         raise ConfigError("monitor.interval and monitor.duration must be positive")
+    if not 0 <= settings.monitor.end_grace < math.inf:
+        raise ConfigError("monitor.end_grace must be zero or more seconds")

@@ -4,7 +4,11 @@ Any violation rolls the canary back in-process (verified), journals and exits 2.
 violation too: no new trade.intent for longer than the stall limit, or Redis errors on too many ticks
 in a row or in all. A run that completes with no violation journals ``monitoring_completed`` and exits
 0; a run stopped by a signal journals ``monitoring_stopped`` and exits 3 (the canary stays active,
-unmonitored, and ``canary status`` says so). No path ends in "safe" except completion.
+unmonitored, and ``canary status`` says so). No path ends in "safe" except completion, and a watch
+completes only on a check that read the stream: past the end it keeps checking for ``monitor.end_grace``,
+then fails closed. Before each read the stream's existence, type and continuity are checked
+(:mod:`qtsafe.monitor_stream`). A monitor that cannot write its own records rolls the canary back, or
+failing that journals ``monitoring_stopped`` and removes its heartbeat, and exits 2.
 
 State is saved after every tick (``data/qsc_monitor_state.json``), so a monitor restarted after a
 crash resumes the same window, counted from activation, with its check history.
@@ -12,6 +16,7 @@ crash resumes the same window, counted from activation, with its check history.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import json
@@ -27,8 +32,9 @@ from qtsafe.canary.journal import append_record
 from qtsafe.checks.ensemble import judge_ensemble
 from qtsafe.checks.quality import FAIL, judge_defects, judge_stats
 from qtsafe.config import Settings
-from qtsafe.errors import InputError, StateError, TelemetryError
+from qtsafe.errors import InputError, QtsafeError, StateError, TelemetryError
 from qtsafe.fsio import append_jsonl, atomic_write_json
+from qtsafe.monitor_stream import continuity_violations, stream_facts
 from qtsafe.reports import render, write_report
 from qtsafe.rolling import RollingEnsemble, RollingModel
 from qtsafe.status import Status
@@ -141,6 +147,8 @@ class Watch:
         self.last_tick_at: str | None = saved.get("last_tick_at") if saved else None
         self.max_gap: float = float(saved.get("max_gap", 0.0)) if saved else 0.0
         self.started_at: str = saved["started_at"] if saved else iso(utc_now()) or ""
+        # The stream's entries-added counter at the last check: a counter that goes down is a recreated stream.
+        self.stream_added: int | None = saved.get("stream_added") if saved else None
 
     # -- reading -------------------------------------------------------------------------------
     def read_new(self, source: Source) -> Telemetry:
@@ -232,8 +240,14 @@ class Watch:
         self.last_tick_at = iso_precise(now)
         error = None
         new_events = 0
+        lost: list[str] = []
         try:
-            telemetry = self.read_new(source)
+            facts = stream_facts(source, self.last_id)
+            lost = continuity_violations(facts, getattr(source, "key", "?"), self.last_id, self.stream_added)
+            if facts is not None and facts.entries_added is not None:
+                self.stream_added = facts.entries_added
+            # A stream that is not the one we were reading is not read: its entries are not the canary's window.
+            telemetry = self.read_new(source) if not lost else TelemetryBuilder().build()
             self.fold(telemetry)
         except (TelemetryError, InputError) as exc:
             self.errors_total += 1
@@ -254,6 +268,7 @@ class Watch:
                 self.errors_consecutive += 1
             error = f"check failed: {type(exc).__name__}: {exc}"
             violations, inconclusive, figures = self.budget_violations(), True, {}
+        violations = lost + violations
         state = "violation" if violations else ("error" if error else ("inconclusive" if inconclusive else "ok"))
         tick = Tick(self.checks, now, new_events, self.events, state, tuple(violations), figures, error, self.last_id)
         del self.timeline[:-1999]  # bounded: the report samples it; a replay may run for weeks of checks
@@ -269,7 +284,7 @@ class Watch:
                 "errors_total": self.errors_total, "errors_consecutive": self.errors_consecutive,
                 "events": self.events, "last_event_ms": self.last_event_ms,
                 "models": {k: v.to_state() for k, v in self.models.items()}, "ensemble": self.ensemble.to_state(),
-                "last_tick_at": self.last_tick_at, "max_gap": self.max_gap,
+                "last_tick_at": self.last_tick_at, "max_gap": self.max_gap, "stream_added": self.stream_added,
                 "qtsafe_version": __version__}
 
 
@@ -364,43 +379,94 @@ def run_monitor(
     activated = _stage_started_at(settings, canary)
     saved = _load_saved(settings)
     watch = Watch(settings, canary.canary_id, canary.model, activated, saved, stage=canary.stage)
+    try:
+        return _watch(settings, source, watch, canary, clock, duration, interval, roll_back, stop_requested, emit)
+    except Unrecorded as exc:
+        return _cannot_record(settings, watch, roll_back, clock.now(), exc.cause)
+
+
+class Unrecorded(Exception):
+    """The monitor could not write one of its own records (state, timeline, heartbeat, journal, report)."""
+
+    def __init__(self, cause: str) -> None:
+        super().__init__(cause)
+        self.cause = cause
+
+
+def _recorded(write: Callable[..., Any], *args: Any) -> Any:
+    """Run one write of the monitor's own records; any failure becomes :class:`Unrecorded`."""
+    try:
+        return write(*args)
+    except (QtsafeError, OSError) as exc:
+        raise Unrecorded(str(exc) if isinstance(exc, QtsafeError) else f"{type(exc).__name__}: {exc}") from exc
+
+
+def _watch(settings: Settings, source: Source, watch: Watch, canary: canary_state.ActiveCanary, clock: Clock,
+           duration: float, interval: float, roll_back: RollbackFn, stop_requested: StopCheck,
+           emit: StatusLine) -> MonitorResult:
+    activated = watch.activated_at
     if watch.resumed:
         watch.timeline = _load_timeline(settings, canary.canary_id, canary.stage)
     else:
-        monitor_timeline_path(settings).unlink(missing_ok=True)
+        _recorded(lambda: monitor_timeline_path(settings).unlink(missing_ok=True))
     end_at = activated + dt.timedelta(seconds=duration)
-    append_record(settings, "monitoring_resumed" if watch.resumed else "monitoring_started",
-                  canary_id=canary.canary_id, canary_model=canary.model, stage=canary.stage,
-                  duration_hours=round(duration / 3600, 4), interval_seconds=interval,
-                  window_events=settings.monitor.window_events, checks_so_far=watch.checks,
-                  loosened_thresholds=settings.loosened())
+    # Past the end, a watch whose last check could not read the stream keeps checking for this long.
+    give_up_at = end_at + dt.timedelta(seconds=settings.monitor.end_grace)
+    _recorded(lambda: append_record(
+        settings, "monitoring_resumed" if watch.resumed else "monitoring_started",
+        canary_id=canary.canary_id, canary_model=canary.model, stage=canary.stage,
+        duration_hours=round(duration / 3600, 4), interval_seconds=interval,
+        window_events=settings.monitor.window_events, checks_so_far=watch.checks,
+        end_grace_seconds=settings.monitor.end_grace, loosened_thresholds=settings.loosened()))
     while True:
         now = clock.now()
         tick = watch.tick(source, now)
-        append_jsonl(monitor_timeline_path(settings), {"canary_id": canary.canary_id, "stage": canary.stage,
-                                                       "row": watch.timeline[-1]})
-        atomic_write_json(monitor_state_path(settings), watch.to_state())
-        canary_state.write_heartbeat(settings, canary_id=canary.canary_id, canary_model=canary.model,
-                                     stage=canary.stage, checks=watch.checks, events=watch.events, state=tick.state,
-                                     last_id=watch.last_id)
+        _recorded(_record_tick, settings, watch, canary, tick)
         emit(status_line(tick, watch, max((end_at - now).total_seconds(), 0), (now - activated).total_seconds()))
+        if now >= give_up_at and not tick.violations and _unclean_end(watch, tick):
+            grace = settings.monitor.end_grace
+            tick = dataclasses.replace(tick, state="violation", violations=(
+                f"telemetry lost at the end of the watch: no check read the stream in the {grace:g} s grace "
+                f"after the end ({_unclean_end(watch, tick)})",))
         if tick.violations:
             return _roll_back(settings, watch, tick, roll_back, now)
         still = canary_state.active_canary(settings)
         if still is None or still.canary_id != canary.canary_id or still.stage != canary.stage:
-            return _stopped(settings, watch, now, "the canary is no longer active (rolled back or replaced)")
+            return _recorded(_stopped, settings, watch, now, "the canary is no longer active (rolled back or replaced)")
         reason = stop_requested()
         if reason:
-            return _stopped(settings, watch, now, reason)
-        if now >= end_at:
+            return _recorded(_stopped, settings, watch, now, reason)
+        if now >= end_at and _unclean_end(watch, tick) is None:
             missing = _missing_evidence(settings, watch, tick)
             if missing:
-                return _inconclusive(settings, watch, now, missing)
-            return _completed(settings, watch, now, duration)
-        clock.sleep(min(interval, max((end_at - now).total_seconds(), 0.0)))
+                return _recorded(_inconclusive, settings, watch, now, missing)
+            return _recorded(_completed, settings, watch, now, duration)
+        until = end_at if now < end_at else give_up_at
+        clock.sleep(min(interval, max((until - now).total_seconds(), 0.0)))
         reason = stop_requested()
         if reason:
-            return _stopped(settings, watch, clock.now(), reason)
+            return _recorded(_stopped, settings, watch, clock.now(), reason)
+
+
+def _record_tick(settings: Settings, watch: Watch, canary: canary_state.ActiveCanary, tick: Tick) -> None:
+    append_jsonl(monitor_timeline_path(settings), {"canary_id": canary.canary_id, "stage": canary.stage,
+                                                   "row": watch.timeline[-1]})
+    atomic_write_json(monitor_state_path(settings), watch.to_state())
+    canary_state.write_heartbeat(settings, canary_id=canary.canary_id, canary_model=canary.model,
+                                 stage=canary.stage, checks=watch.checks, events=watch.events, state=tick.state,
+                                 last_id=watch.last_id)
+
+
+def _unclean_end(watch: Watch, tick: Tick) -> str | None:
+    """Why the watch may not end clean at this check, or None.
+
+    Only a check that read the stream (and so everything since the last entry read, the gap of any
+    earlier failed check included) can end a watch: one that failed says nothing about the last minutes.
+    """
+    if tick.error or watch.errors_consecutive:
+        return (f"the last check failed: {tick.error}" if tick.error else
+                f"the last {watch.errors_consecutive} checks failed")
+    return None
 
 
 def _load_saved(settings: Settings) -> dict[str, Any] | None:
@@ -415,11 +481,20 @@ def _load_saved(settings: Settings) -> dict[str, Any] | None:
 
 
 def _finish(settings: Settings, result: MonitorResult) -> MonitorResult:
+    """Write the final report. A FAIL result stays FAIL without it (the summary says so); for any other
+    outcome an unwritten report is an unrecorded watch (:class:`Unrecorded`)."""
     stem = f"qsc_monitor_final_{file_stamp(result.ended_at)}"
     directory = settings.reports_dir
     result = dataclasses.replace(result, report_path=directory / f"{stem}.md", json_path=directory / f"{stem}.json")
-    markdown = render("monitor_final.md.j2", r=result, ended=iso(result.ended_at), timeline=_timeline_rows(result))
-    write_report(directory, stem, markdown, result.to_dict())
+    try:
+        markdown = render("monitor_final.md.j2", r=result, ended=iso(result.ended_at),
+                          timeline=_timeline_rows(result))
+        write_report(directory, stem, markdown, result.to_dict())
+    except (QtsafeError, OSError) as exc:
+        if result.status is not Status.FAIL:
+            raise Unrecorded(f"the final report: {exc}") from exc
+        return dataclasses.replace(result, report_path=None, json_path=None,
+                                   summary=f"{result.summary} (the final report could not be written: {exc})")
     return result
 
 
@@ -445,18 +520,69 @@ def _base(watch: Watch, now: dt.datetime) -> dict[str, Any]:
 
 def _roll_back(settings: Settings, watch: Watch, tick: Tick, rollback_fn: RollbackFn,
                now: dt.datetime) -> MonitorResult:
-    outcome = rollback_fn(settings, trigger="qsc_monitor_violation", violations=list(tick.violations),
-                          reason=f"monitor check {tick.index}: {tick.violations[0]}")
-    data = outcome.to_dict() if hasattr(outcome, "to_dict") else dict(outcome)
-    verified = getattr(outcome, "status", None) is Status.PASS
+    data, verified, rb_summary = _try_rollback(settings, rollback_fn, "qsc_monitor_violation", tick.violations,
+                                               f"monitor check {tick.index}: {tick.violations[0]}")
     summary = (f"FAIL: canary {watch.model} rolled back at check {tick.index} - {tick.violations[0]}"
                if verified else
-               f"FAIL: canary {watch.model} violated at check {tick.index} and the ROLLBACK FAILED - "
-               f"{getattr(outcome, 'summary', '')}")
+               f"FAIL: canary {watch.model} violated at check {tick.index} and the ROLLBACK FAILED - {rb_summary}")
     result = MonitorResult(status=Status.FAIL, summary=summary, violations=tick.violations, rollback=data,
                            **_base(watch, now))
     _clear_saved(settings)
     return _finish(settings, result)
+
+
+def _try_rollback(settings: Settings, rollback_fn: RollbackFn, trigger: str, violations: tuple[str, ...],
+                  reason: str) -> tuple[dict[str, Any], bool, str]:
+    """(the rollback's result as a dict, verified?, its summary); a rollback that raises is one that failed."""
+    try:
+        outcome = rollback_fn(settings, trigger=trigger, violations=list(violations), reason=reason)
+    except Exception as exc:  # noqa: BLE001 - the monitor must still say what happened and exit 2
+        summary = f"ROLLBACK FAILED: {type(exc).__name__}: {exc}"
+        return {"status": Status.FAIL.value, "summary": summary}, False, summary
+    data = outcome.to_dict() if hasattr(outcome, "to_dict") else dict(outcome)
+    return data, getattr(outcome, "status", None) is Status.PASS, str(getattr(outcome, "summary", ""))
+
+
+def _cannot_record(settings: Settings, watch: Watch, rollback_fn: RollbackFn, now: dt.datetime,
+                   cause: str) -> MonitorResult:
+    """A monitor that cannot record its work rolls the canary back; failing that, it leaves the canary
+    marked unmonitored (a ``monitoring_stopped`` record, no heartbeat) so ``canary status`` cannot say
+    MONITORED. Either way the result is FAIL (exit 2). Never raises."""
+    why = f"the monitor cannot record its work: {cause}"
+    data, verified, rb_summary = _try_rollback(settings, rollback_fn, "qsc_monitor_write_failure", (why,),
+                                               f"monitor check {watch.checks}: {why}")
+    if verified:
+        summary = f"FAIL: canary {watch.model} rolled back at check {watch.checks} - {why}"
+        with contextlib.suppress(OSError):
+            _clear_saved(settings)
+    else:
+        marked = _mark_unmonitored(settings, watch, why)
+        summary = (f"FAIL: {why}; the ROLLBACK FAILED ({rb_summary}) and canary {watch.model} is UNMONITORED"
+                   f"{marked} - roll back by hand with 'qtsafe canary rollback'")
+    result = MonitorResult(status=Status.FAIL, summary=summary, violations=(why,), rollback=data,
+                           **_base(watch, now))
+    try:
+        return _finish(settings, result)
+    except Exception as exc:  # noqa: BLE001 - the disk that failed once may fail again; the result stands
+        return dataclasses.replace(result, summary=f"{summary} (the final report could not be written: {exc})")
+
+
+def _mark_unmonitored(settings: Settings, watch: Watch, why: str) -> str:
+    """Best effort, so status shows the canary unwatched: journal ``monitoring_stopped``, remove the heartbeat."""
+    done: list[str] = []
+    try:
+        append_record(settings, "monitoring_stopped", canary_id=watch.canary_id, canary_model=watch.model,
+                      stage=watch.stage, reason=why, loosened_thresholds=settings.loosened(),
+                      checks_performed=watch.checks, events=watch.events, result="unmonitored")
+        done.append("monitoring_stopped journaled")
+    except (QtsafeError, OSError):
+        pass
+    try:
+        canary_state.heartbeat_path(settings).unlink(missing_ok=True)
+        done.append("heartbeat removed")
+    except OSError:
+        pass
+    return f" ({', '.join(done)})" if done else " (neither journaled nor heartbeat removed)"
 
 
 def _missing_evidence(settings: Settings, watch: Watch, tick: Tick) -> str | None:
@@ -515,8 +641,10 @@ def _stopped(settings: Settings, watch: Watch, now: dt.datetime, reason: str) ->
 
 
 def _clear_saved(settings: Settings) -> None:
-    monitor_state_path(settings).unlink(missing_ok=True)
-    monitor_timeline_path(settings).unlink(missing_ok=True)
+    # Best effort: a leftover state file is refused or ignored by the next watch (another canary or stage).
+    for path in (monitor_state_path(settings), monitor_timeline_path(settings)):
+        with contextlib.suppress(OSError):
+            path.unlink(missing_ok=True)
 
 
 # -- watchdog ---------------------------------------------------------------------------------------

@@ -32,6 +32,7 @@ FAULT_KINDS = {
     "sigkill-step": "a qtsafe command SIGKILLed at a named step (TEST_QTSAFE_CRASH_AT), mid-systemctl or mid-watch",
     "lock-contention": "two canary commands for the same unit at once",
     "disk-full": "writes fail: file-size limit (EFBIG), ENOSPC on rename, or a file where a directory must be",
+    "redis-wipe": "the stream's key deleted, or redis-server restarted empty and refilled, under a running monitor",
     "fuzz": "arbitrary bytes and field values in stream entries, read by the real CLI",
     "story": "an operator's whole loop on a real redis-server (no fault: the reference run)",
 }

@@ -10,6 +10,7 @@ counted defect; and the page size changes no count.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import math
 import time
@@ -255,6 +256,8 @@ def test_one_non_utf8_entry_does_not_kill_the_monitor(root: Any, activated: dict
         if clock.sleeps == 5:
             fake_redis.xadd(STREAM, {"event_type": "trade.intent", "payload": NON_UTF8["action value"]})
 
+    write_events(fake_redis, "healthy", 5, start - dt.timedelta(hours=2), start - dt.timedelta(hours=1),
+                 seed=99)  # the stream exists before the canary, as the activation's gate requires
     result = mon.run_monitor(activated["settings"], RedisStreamSource(fake_redis, STREAM),
                              clock=FastClock(start, producer), interval=60, duration=900)
     # Counted like any other malformed entry, never a failed check: the watch goes on (or rolls back for a

@@ -153,6 +153,9 @@ def _monitor(activated: dict[str, Any], server: ChaosRedis, producer: Producer, 
              duration: float = 3600) -> mon.MonitorResult:
     settings = activated["settings"]
     real = redis_client(dataclasses.replace(settings, redis_url=server.url))
+    # The stream exists before the canary (the activation's gate read it); these entries are not judged.
+    write_events(real, "healthy", 5, activated["at"] - dt.timedelta(hours=2), activated["at"] - dt.timedelta(hours=1),
+                 seed=99)
     clock = FastClock(activated["at"], producer)
     return mon.run_monitor(settings, RedisStreamSource(real, STREAM, page_size=PAGE, url=server.url), clock=clock,
                            interval=60, duration=duration)
@@ -240,6 +243,8 @@ def test_monitor_tick_killed_mid_read_rereads_the_backlog_once(
     producer_fn = on_sleep
     settings = activated["settings"]
     real = redis_client(dataclasses.replace(settings, redis_url=chaos_redis.url))
+    write_events(real, "healthy", 5, activated["at"] - dt.timedelta(hours=2), activated["at"] - dt.timedelta(hours=1),
+                 seed=98)  # the stream exists before the canary
     clock = FastClock(activated["at"], producer_fn)
     result = mon.run_monitor(settings, RedisStreamSource(real, STREAM, page_size=PAGE, url=chaos_redis.url),
                              clock=clock, interval=60, duration=1800)
