@@ -1,8 +1,9 @@
 """Fault injection for chaos subprocesses (on PYTHONPATH only when a test asks for it).
 
 ``CHAOS_FAIL="replace:<glob>,write:<glob>,link:<glob>"`` makes ``os.replace`` onto a file whose name
-matches, ``os.write`` to an open file whose name matches, or ``os.link`` creating a name that matches, fail with ``CHAOS_ERRNO`` (default ENOSPC), as a full
-disk would. Everything else in the process is the real code, unmodified.
+matches, ``os.write`` to an open file whose name matches, or ``os.link`` creating a name that matches,
+fail with ``CHAOS_ERRNO`` (default ENOSPC), as a full disk would.
+Everything else in the process is the real code, unmodified.
 """
 
 from __future__ import annotations
