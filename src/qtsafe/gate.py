@@ -22,6 +22,7 @@ from qtsafe.reports import render, write_new_report
 from qtsafe.status import Status
 from qtsafe.telemetry.sources import Progress, RedisStreamSource, Source
 from qtsafe.telemetry.window import Window, window_between
+from qtsafe.textsafe import visible
 from qtsafe.timeutil import file_stamp, iso, stream_id_time, utc_now
 
 MODES = ("collection", "canary")
@@ -209,7 +210,8 @@ def render_gate_text(result: GateResult) -> str:
                                                           for x in result.loosened))
     if result.report_path:
         lines.append(f"  report: {result.report_path}")
-    return "\n".join(lines)
+    # Names come from telemetry or the command line: each line shows them escaped, so none adds a line.
+    return "\n".join(visible(line) for line in lines)
 
 
 def _p(value: float) -> str:

@@ -14,6 +14,7 @@ from typing import Any
 from qtsafe.errors import WriteError
 from qtsafe.fsio import atomic_write_text, locked
 from qtsafe.status import Status, exit_code_for
+from qtsafe.textsafe import metric_label
 from qtsafe.timeutil import utc_now
 
 _HELP = {
@@ -34,7 +35,7 @@ _LINE = re.compile(r'^(\w+)\{command="([^"]*)"')
 
 
 def _label(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ")
+    return metric_label(value)
 
 
 def _number(value: Any) -> float | None:

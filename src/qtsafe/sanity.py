@@ -27,6 +27,7 @@ from qtsafe.status import Status
 from qtsafe.telemetry.parse import EVENT_TYPE, RawEntry, first_fields
 from qtsafe.telemetry.sources import Progress, RedisStreamSource, Source
 from qtsafe.telemetry.window import Window
+from qtsafe.textsafe import visible
 from qtsafe.timeutil import file_stamp, iso, utc_now
 
 _decode = msgspec.json.Decoder().decode
@@ -314,4 +315,5 @@ def render_sanity_text(result: SanityResult) -> str:
         lines.append(f"  excluded {x['feature']}: {x['reason']}")
     if result.report_path:
         lines.append(f"  report: {result.report_path}")
-    return "\n".join(lines)
+    # Names come from telemetry or the command line: each line shows them escaped, so none adds a line.
+    return "\n".join(visible(line) for line in lines)
