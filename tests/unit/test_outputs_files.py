@@ -193,3 +193,47 @@ def test_concurrent_writers_never_share_a_name(tmp_path: Path) -> None:
         runs.add(data["run"])
     assert runs == set(range(16))
     assert len(list(tmp_path.iterdir())) == 32  # no temp file left behind
+
+
+# ---- item 5: which reports a failing run must correct --------------------------------------------------
+
+def test_every_report_convention_is_found_for_correction(tmp_path: Path) -> None:
+    """The error path rewrites the pair a result wrote, whichever attribute names its command uses."""
+    import dataclasses
+
+    from qtsafe.cli.options import written_reports
+    from qtsafe.status import Status
+
+    @dataclasses.dataclass
+    class Telemetry:
+        status: Status = Status.PASS
+        report_path: Path | None = tmp_path / "a.md"
+        json_path: Path | None = tmp_path / "a.json"
+
+    @dataclasses.dataclass
+    class ModelGate:
+        status: Status = Status.PASS
+        report_md: str | None = str(tmp_path / "m.md")
+        report_json: str | None = str(tmp_path / "m.json")
+
+    assert written_reports(Telemetry()) == (tmp_path / "a.md", tmp_path / "a.json")  # type: ignore[arg-type]
+    assert written_reports(ModelGate()) == (tmp_path / "m.md", tmp_path / "m.json")  # type: ignore[arg-type]
+    assert written_reports(Telemetry(report_path=None, json_path=None)) is None  # type: ignore[arg-type]
+
+
+def test_mark_report_failed_rewrites_then_removes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    md, js = tmp_path / "r.md", tmp_path / "r.json"
+    md.write_text("# PASS: quality gate (canary) - fine\n\n| | |\n|---|---|\n| verdict | **PASS** (exit 0) |\n")
+    js.write_text(json.dumps({"status": "PASS", "summary": "PASS: fine"}))
+    assert reports.mark_report_failed(md, js, "cannot write /m.prom: No space left on device") == "rewritten"
+    text = md.read_text()
+    assert text.startswith("# ERROR: this run exited 2 - cannot write /m.prom: No space left on device\n")
+    assert "| verdict | **ERROR** (exit 2; the checks alone gave PASS) |" in text and "(exit 0)" not in text
+    assert json.loads(js.read_text())["status"] == "ERROR"
+
+    def full(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", full)
+    assert reports.mark_report_failed(md, js, "again") == "removed"
+    assert list(tmp_path.iterdir()) == []

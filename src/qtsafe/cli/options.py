@@ -96,9 +96,14 @@ def series_name(ctx: click.Context) -> str:
     return " ".join([path, *modes[:1]])
 
 
-def _written_reports(result: Result) -> tuple[Path, Path] | None:
-    md, js = getattr(result, "report_path", None), getattr(result, "json_path", None)
-    return (Path(md), Path(js)) if md and js else None
+def written_reports(result: Result) -> tuple[Path, Path] | None:
+    """The (Markdown, JSON) report pair a result says it wrote: telemetry commands and the monitor name them
+    report_path/json_path, the offline model gate report_md/report_json."""
+    for md_attr, json_attr in (("report_path", "json_path"), ("report_md", "report_json")):
+        md, js = getattr(result, md_attr, None), getattr(result, json_attr, None)
+        if md and js:
+            return Path(md), Path(js)
+    return None
 
 
 def finish(result: Result, as_json: bool, render_text: Callable[[], str]) -> int:
@@ -110,7 +115,7 @@ def finish(result: Result, as_json: bool, render_text: Callable[[], str]) -> int
     from qtsafe.cli import RUN
 
     ctx = click.get_current_context(silent=True)
-    RUN["reports"] = _written_reports(result)
+    RUN["reports"] = written_reports(result)
     metrics_file = RUN.get("metrics_file")
     if metrics_file:
         from qtsafe.errors import QtsafeError
