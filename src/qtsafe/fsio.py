@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import json
 import os
+import secrets
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -66,6 +68,41 @@ def atomic_write_bytes(path: Path | str, data: bytes, mode: int | None = None) -
     return Path(path)
 
 
+def _write_temp(directory: Path, target: Path, data: bytes) -> str:
+    """A fsynced, 0o644 temp file for ``target`` in ``directory`` (created exclusively by mkstemp)."""
+    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(name, 0o644)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(name)
+        raise
+    return name
+
+
+def _link_aside(path: Path) -> str:
+    """Hard-link ``path`` to a fresh hidden name beside it; link() refuses an existing name, so no race."""
+    for _ in range(100):
+        name = str(path.with_name(f".{path.name}.{secrets.token_hex(6)}.old"))
+        try:
+            os.link(path, name)
+            return name
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, "no free name for a backup link", str(path))
+
+
+def _make_dir(directory: Path) -> None:
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise WriteError(f"cannot create directory {directory}: {exc.strerror or exc}") from exc
+
+
 def atomic_write_pair(first: Path, first_data: bytes, second: Path, second_data: bytes) -> None:
     """Replace two files in one directory as a pair: both new, or both as they were.
 
@@ -75,29 +112,23 @@ def atomic_write_pair(first: Path, first_data: bytes, second: Path, second_data:
     directory = first.parent
     if second.parent != directory:
         raise ValueError("atomic_write_pair needs both files in one directory")
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise WriteError(f"cannot create directory {directory}: {exc.strerror or exc}") from exc
-    temps: list[str] = []
+    _make_dir(directory)
+    temps: dict[Path, str] = {}
     keep: str | None = None
+    current = first  # the file being written when an error strikes: what the message names
     try:
         for target, data in ((first, first_data), (second, second_data)):
-            fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
-            temps.append(name)
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.chmod(name, 0o644)
+            current = target
+            temps[target] = _write_temp(directory, target, data)
+        current = first
         if first.is_file():
-            keep = tempfile.mktemp(prefix=f".{first.name}.", suffix=".old", dir=directory)
-            os.link(first, keep)
-        os.replace(temps[0], first)
-        temps[0] = ""
+            keep = _link_aside(first)
+        os.replace(temps[first], first)
+        del temps[first]
+        current = second
         try:
-            os.replace(temps[1], second)
-            temps[1] = ""
+            os.replace(temps[second], second)
+            del temps[second]
         except OSError:
             if keep is not None:
                 os.replace(keep, first)
@@ -107,10 +138,58 @@ def atomic_write_pair(first: Path, first_data: bytes, second: Path, second_data:
             raise
         _fsync_dir(directory)
     except OSError as exc:
-        raise WriteError(f"cannot write {second if not temps[0] else first}: {exc.strerror or exc}") from exc
+        raise WriteError(f"cannot write {current}: {exc.strerror or exc}") from exc
     finally:
-        for name in [*temps, keep or ""]:
+        for name in [*temps.values(), keep or ""]:
             if name:
+                with contextlib.suppress(OSError):
+                    os.unlink(name)
+
+
+def write_new_pair(directory: Path, stem_for: Callable[[str], str], build: Callable[[Path, Path], tuple[bytes, bytes]],
+                   *, first_ext: str = ".json", second_ext: str = ".md") -> tuple[Path, Path]:
+    """Create a new pair ``<stem><first_ext>`` + ``<stem><second_ext>`` that replaces nothing.
+
+    ``stem_for("")`` is the preferred stem; when either name is taken (another run in the same second),
+    ``stem_for("_2")``, ``stem_for("_3")``, ... are tried. ``build(first_path, second_path)`` gives the
+    contents for the names being tried (a report names its own paths). Names are claimed with link(),
+    which fails on an existing name, so two processes never get the same pair; the files appear whole
+    (the first, then its twin) or not at all. Returns (first_path, second_path).
+    """
+    _make_dir(directory)
+    n = 1
+    while True:
+        stem = stem_for("" if n == 1 else f"_{n}")
+        first, second = directory / f"{stem}{first_ext}", directory / f"{stem}{second_ext}"
+        if first.exists() or second.exists():
+            n += 1
+            continue
+        first_data, second_data = build(first, second)
+        temps: list[str] = []
+        current = first
+        try:
+            temps.append(_write_temp(directory, first, first_data))
+            temps.append(_write_temp(directory, second, second_data))
+            try:
+                os.link(temps[0], first)
+            except FileExistsError:
+                n += 1
+                continue
+            current = second
+            try:
+                os.link(temps[1], second)
+            except OSError as exc:
+                os.unlink(first)
+                if isinstance(exc, FileExistsError):
+                    n += 1
+                    continue
+                raise
+            _fsync_dir(directory)
+            return first, second
+        except OSError as exc:
+            raise WriteError(f"cannot write {current}: {exc.strerror or exc}") from exc
+        finally:
+            for name in temps:
                 with contextlib.suppress(OSError):
                     os.unlink(name)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from qtsafe.checks.quality import FAIL, WARN, Finding
@@ -17,11 +18,11 @@ from qtsafe.config import Settings
 from qtsafe.errors import InputError
 from qtsafe.evidence import Evidence, gather, gather_before
 from qtsafe.judge import ModelVerdict, WindowJudgement, judge_models
-from qtsafe.reports import render
-from qtsafe.reports import write_report as write_report_files
+from qtsafe.reports import render, write_new_report
 from qtsafe.status import Status
 from qtsafe.telemetry.sources import Progress, RedisStreamSource, Source
 from qtsafe.telemetry.window import Window, window_between
+from qtsafe.textsafe import visible
 from qtsafe.timeutil import file_stamp, iso, stream_id_time, utc_now
 
 MODES = ("collection", "canary")
@@ -149,13 +150,18 @@ def run_quality_gate(
     )
     if not write_report:
         return result
-    suffix = "_collection" if mode == "collection" else ""
-    stem = f"quality_gate_{file_stamp(now)}{suffix}_post_cutover"
-    directory = settings.reports_dir
-    result = dataclasses.replace(result, report_path=directory / f"{stem}.md", json_path=directory / f"{stem}.json")
-    markdown = render_gate_report(result, telemetry.first_id, telemetry.last_id)
-    write_report_files(directory, stem, markdown, result.to_dict())
-    return result
+    kind = "_collection" if mode == "collection" else ""
+    stamp = file_stamp(now)
+    pending = result
+
+    def render_pair(md: Path, js: Path) -> tuple[str, dict[str, Any]]:
+        named = dataclasses.replace(pending, report_path=md, json_path=js)
+        return render_gate_report(named, telemetry.first_id, telemetry.last_id), named.to_dict()
+
+    # A second run in the same second gets quality_gate_<ts>_2[_collection]_post_cutover: the pattern stays.
+    md, js = write_new_report(settings.reports_dir, lambda n: f"quality_gate_{stamp}{n}{kind}_post_cutover",
+                              render_pair)
+    return dataclasses.replace(result, report_path=md, json_path=js)
 
 
 def _id_time(entry_id: str | None) -> str:
@@ -204,7 +210,8 @@ def render_gate_text(result: GateResult) -> str:
                                                           for x in result.loosened))
     if result.report_path:
         lines.append(f"  report: {result.report_path}")
-    return "\n".join(lines)
+    # Names come from telemetry or the command line: each line shows them escaped, so none adds a line.
+    return "\n".join(visible(line) for line in lines)
 
 
 def _p(value: float) -> str:

@@ -11,8 +11,10 @@ import re
 from pathlib import Path
 from typing import Any
 
+from qtsafe.errors import WriteError
 from qtsafe.fsio import atomic_write_text, locked
 from qtsafe.status import Status, exit_code_for
+from qtsafe.textsafe import metric_label
 from qtsafe.timeutil import utc_now
 
 _HELP = {
@@ -33,7 +35,7 @@ _LINE = re.compile(r'^(\w+)\{command="([^"]*)"')
 
 
 def _label(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ")
+    return metric_label(value)
 
 
 def _number(value: Any) -> float | None:
@@ -103,6 +105,8 @@ def write_metrics(path: Path, command: str, status: Status, data: dict[str, Any]
                     kept.append(line)
         except FileNotFoundError:
             pass
+        except (OSError, UnicodeDecodeError) as exc:
+            raise WriteError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from exc
         series = kept + new_lines
         names = sorted({line.split("{", 1)[0] for line in series})
         body = []

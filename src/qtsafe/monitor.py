@@ -35,7 +35,7 @@ from qtsafe.config import Settings
 from qtsafe.errors import InputError, QtsafeError, StateError, TelemetryError
 from qtsafe.fsio import append_jsonl, atomic_write_json
 from qtsafe.monitor_stream import continuity_violations, stream_facts
-from qtsafe.reports import render, write_report
+from qtsafe.reports import render, write_new_report
 from qtsafe.rolling import RollingEnsemble, RollingModel
 from qtsafe.status import Status
 from qtsafe.telemetry.parse import Telemetry, TelemetryBuilder
@@ -481,21 +481,24 @@ def _load_saved(settings: Settings) -> dict[str, Any] | None:
 
 
 def _finish(settings: Settings, result: MonitorResult) -> MonitorResult:
-    """Write the final report. A FAIL result stays FAIL without it (the summary says so); for any other
-    outcome an unwritten report is an unrecorded watch (:class:`Unrecorded`)."""
-    stem = f"qsc_monitor_final_{file_stamp(result.ended_at)}"
-    directory = settings.reports_dir
-    result = dataclasses.replace(result, report_path=directory / f"{stem}.md", json_path=directory / f"{stem}.json")
+    """Write the final report (a new name if one from the same second exists). A FAIL result stays FAIL without
+    it (the summary says so); for any other outcome an unwritten report is an unrecorded watch (:class:`Unrecorded`)."""
+    stamp = file_stamp(result.ended_at)
+    pending = result
+
+    def render_pair(md: Path, js: Path) -> tuple[str, dict[str, Any]]:
+        named = dataclasses.replace(pending, report_path=md, json_path=js)
+        return render("monitor_final.md.j2", r=named, ended=iso(named.ended_at),
+                      timeline=_timeline_rows(named)), named.to_dict()
+
     try:
-        markdown = render("monitor_final.md.j2", r=result, ended=iso(result.ended_at),
-                          timeline=_timeline_rows(result))
-        write_report(directory, stem, markdown, result.to_dict())
+        md, js = write_new_report(settings.reports_dir, lambda n: f"qsc_monitor_final_{stamp}{n}", render_pair)
     except (QtsafeError, OSError) as exc:
         if result.status is not Status.FAIL:
             raise Unrecorded(f"the final report: {exc}") from exc
         return dataclasses.replace(result, report_path=None, json_path=None,
                                    summary=f"{result.summary} (the final report could not be written: {exc})")
-    return result
+    return dataclasses.replace(result, report_path=md, json_path=js)
 
 
 def _timeline_rows(result: MonitorResult) -> list[dict[str, Any]]:

@@ -11,6 +11,7 @@ import datetime as dt
 import json
 import math
 from array import array
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -21,11 +22,12 @@ from qtsafe.checks.quality import FAIL, WARN, Finding, mean_std
 from qtsafe.config import Settings
 from qtsafe.evidence import gc_paused
 from qtsafe.gate import stall_check
-from qtsafe.reports import render, write_report
+from qtsafe.reports import render, write_new_report
 from qtsafe.status import Status
 from qtsafe.telemetry.parse import EVENT_TYPE, RawEntry, first_fields
 from qtsafe.telemetry.sources import Progress, RedisStreamSource, Source
 from qtsafe.telemetry.window import Window
+from qtsafe.textsafe import visible
 from qtsafe.timeutil import file_stamp, iso, utc_now
 
 _decode = msgspec.json.Decoder().decode
@@ -291,13 +293,16 @@ def run_feature_sanity(
                           rules, settings.loosened())
     if not write_report_files:
         return result
-    stem = f"feature_sanity_{file_stamp(now)}"
-    directory = settings.reports_dir
-    result = dataclasses.replace(result, report_path=directory / f"{stem}.md", json_path=directory / f"{stem}.json")
-    markdown = render("feature_sanity.md.j2", r=result, generated=iso(now),
-                      cutover=iso(window.after) or "none (whole retained stream)")
-    write_report(directory, stem, markdown, result.to_dict())
-    return result
+    stamp = file_stamp(now)
+    pending = result
+
+    def render_pair(md: Path, js: Path) -> tuple[str, dict[str, Any]]:
+        named = dataclasses.replace(pending, report_path=md, json_path=js)
+        return render("feature_sanity.md.j2", r=named, generated=iso(now),
+                      cutover=iso(window.after) or "none (whole retained stream)"), named.to_dict()
+
+    md, js = write_new_report(settings.reports_dir, lambda n: f"feature_sanity_{stamp}{n}", render_pair)
+    return dataclasses.replace(result, report_path=md, json_path=js)
 
 
 def render_sanity_text(result: SanityResult) -> str:
@@ -310,4 +315,5 @@ def render_sanity_text(result: SanityResult) -> str:
         lines.append(f"  excluded {x['feature']}: {x['reason']}")
     if result.report_path:
         lines.append(f"  report: {result.report_path}")
-    return "\n".join(lines)
+    # Names come from telemetry or the command line: each line shows them escaped, so none adds a line.
+    return "\n".join(visible(line) for line in lines)

@@ -22,6 +22,7 @@ from qtsafe.reports import render, write_report
 from qtsafe.status import Status
 from qtsafe.telemetry.sources import Progress, RedisStreamSource, Source
 from qtsafe.telemetry.window import Window
+from qtsafe.textsafe import visible
 from qtsafe.timeutil import iso, utc_now
 
 
@@ -118,4 +119,5 @@ def render_scoreboard_text(result: ScoreboardResult) -> str:
         lines.append(f"  - {f.severity}: {f.message}")
     if result.report_path:
         lines.append(f"  report: {result.report_path}")
-    return "\n".join(lines)
+    # Names come from telemetry or the command line: each line shows them escaped, so none adds a line.
+    return "\n".join(visible(line) for line in lines)

@@ -99,7 +99,8 @@ def test_enospc_on_the_second_report_file_keeps_the_previous_pair(tmp_path: Path
     before = tree(base)
     # Another cutover, so the new JSON differs from the old even when both runs fall in the same second.
     args = [AFTER2 if arg == AFTER else arg for arg in READERS[command]]
-    proc = qtsafe(*args, "--events", str(events), env=injecting(env, "replace:*.md"))
+    # A new timestamped report is created with link() (it never replaces one); scoreboard_latest is replaced.
+    proc = qtsafe(*args, "--events", str(events), env=injecting(env, "replace:*.md,link:*.md"))
     assert proc.returncode == 2 and proc.stderr.startswith("qtsafe: error: cannot write "), proc.stderr
     left = {name: data for name, data in tree(base).items() if name not in before or before[name] != data}
     assert left == {}, f"{sorted(left)} written by a run that exited 2"

@@ -99,7 +99,8 @@ def test_healthy_simulation_passes_with_expected_constants(fake_redis, make_stre
                 env={"QTSAFE_FEATURE_SANITY_EXPECTED_CONSTANT": "position_size_usd,leverage,total_models"})
     assert r.exit_code == 0
     assert "excluded leverage: declared expected-constant in the config" in r.stdout
-    report = next((tmp_path / "reports" / "safety").glob("feature_sanity_*.md")).read_text()
+    # Both runs may fall in one second: the second report is then feature_sanity_<ts>_2.md, never a replacement.
+    report = sorted((tmp_path / "reports" / "safety").glob("feature_sanity_*.md"))[-1].read_text()
     assert "`leverage`: declared expected-constant in the config" in report
 
 

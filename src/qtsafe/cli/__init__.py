@@ -61,6 +61,9 @@ class QtsafeGroup(click.Group):
         argv = list(args) if args is not None else sys.argv[1:]
         debug = "--debug" in argv or os.environ.get("QTSAFE_DEBUG", "") not in ("", "0")
         error_line = ""
+        RUN.clear()
+        # Known before anything can fail, so an error is recorded under the same series as a success.
+        RUN["command"] = _series_for_argv(self, argv)
         try:
             code = super().main(
                 args=argv, prog_name=prog_name or "qtsafe", complete_var=complete_var,
@@ -96,7 +99,9 @@ class QtsafeGroup(click.Group):
             code = 2
         if not isinstance(code, int):
             code = 0 if code is None else 2
-        if code == 2:
+        if code == 2 and (error_line or not RUN.get("finished")):
+            if error_line:
+                _reports_for_error(error_line)
             _metrics_for_error()
             if error_line and "--json" in argv:
                 # Scripts piping --json into jq get an object, not an empty stdout.
@@ -106,12 +111,46 @@ class QtsafeGroup(click.Group):
         sys.exit(code)
 
 
-# What the running command needs to report an error to --metrics-file (set by the group, cleared by finish()).
-RUN: dict[str, str | None] = {}
+# The running command's outputs, for the error path: its metrics file and series (set by the group), the
+# reports it wrote and whether finish() completed (set by finish()).
+RUN: dict[str, Any] = {}
+
+
+def _series_for_argv(group: click.Group, argv: list[str]) -> str | None:
+    """The metrics series name of the command ``argv`` invokes, resolved the way Click will resolve it."""
+    from qtsafe.cli.options import parse_rest, series_name
+
+    try:
+        ctx = group.make_context("qtsafe", list(argv), resilient_parsing=True)
+        command: click.Command = group
+        while isinstance(command, click.Group):
+            rest = parse_rest(ctx)
+            if not rest:
+                break
+            name, sub, remaining = command.resolve_command(ctx, rest)
+            if sub is None or name is None:
+                break
+            ctx = sub.make_context(name, remaining, parent=ctx, resilient_parsing=True)
+            command = sub
+    except Exception:  # noqa: BLE001 - unparsable: the group's callback names what it can
+        return None
+    return series_name(ctx) if ctx.parent is not None else None
+
+
+def _reports_for_error(error_line: str) -> None:
+    """A run that fails after writing its report must not leave a report with another verdict."""
+    reports = RUN.pop("reports", None)
+    if not reports:
+        return
+    from qtsafe.reports import mark_report_failed
+
+    outcome = mark_report_failed(reports[0], reports[1], error_line)
+    if outcome == "left":
+        click.echo(f"qtsafe: error: {reports[0]} does not show this failure and could not be removed", err=True)
 
 
 def _metrics_for_error() -> None:
-    """An error that never reached finish() still updates the gauges: last exit code 2 for that command."""
+    """An error (or a run that never reached finish()) still updates the gauges: last exit code 2."""
     path, command = RUN.pop("metrics_file", None), RUN.pop("command", None)
     if not path or not command:
         return
@@ -127,7 +166,9 @@ def _metrics_for_error() -> None:
 
 
 def _one_line(text: str) -> str:
-    return " ".join(text.split()) or "(no message)"
+    from qtsafe.textsafe import visible_keep_backslash
+
+    return visible_keep_backslash(" ".join(text.split())) or "(no message)"
 
 
 @click.group(cls=QtsafeGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -153,8 +194,9 @@ def cli(ctx: click.Context, config_path: str | None, debug: bool, metrics_file: 
     ctx.obj["config_path"] = config_path
     ctx.obj["debug"] = debug
     ctx.obj["metrics_file"] = metrics_file
-    RUN.clear()
-    RUN.update(metrics_file=metrics_file, command=ctx.invoked_subcommand)
+    RUN["metrics_file"] = metrics_file
+    if not RUN.get("command"):
+        RUN["command"] = ctx.invoked_subcommand
 
 
 # Commands load on first use: `qtsafe quality-gate` never imports pandas or torch (build-dataset and model

@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import click
 
 from qtsafe.config import Settings, load_settings
 from qtsafe.status import Status, exit_code_for
+from qtsafe.textsafe import visible_lines
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -69,25 +71,72 @@ def load(ctx: click.Context, overrides: Mapping[str, Any]) -> Settings:
     return load_settings(obj.get("config_path"), overrides)
 
 
-def finish(result: Result, as_json: bool, render_text: Callable[[], str]) -> int:
-    """Print the result (JSON, or the human summary), update --metrics-file, return the contract exit code."""
-    ctx = click.get_current_context(silent=True)
-    metrics_file = (ctx.find_root().obj or {}).get("metrics_file") if ctx is not None else None
-    if metrics_file:
-        from pathlib import Path
+# Flags that turn a command into a different job, with a schedule of its own: its own metrics series, so
+# the every-minute watchdog never overwrites the 6-hour monitor's gauges (nor a replay the live watch's).
+MODE_FLAGS: dict[str, tuple[str, ...]] = {"monitor": ("watchdog", "replay")}
 
-        from qtsafe.cli import RUN
+
+def parse_rest(ctx: click.Context) -> list[str]:
+    """The arguments a group left for its subcommand after parsing its own options."""
+    protected = getattr(ctx, "_protected_args", None)  # Click >= 8.2 (protected_args is deprecated there)
+    if protected is None:
+        protected = ctx.protected_args
+    return [*protected, *ctx.args]
+
+
+def series_name(ctx: click.Context) -> str:
+    """The command's metrics series: its full path below the root (``journal verify``), plus a mode flag."""
+    names = []
+    node: click.Context | None = ctx
+    while node is not None and node.parent is not None:
+        names.append(node.info_name or "")
+        node = node.parent
+    path = " ".join(reversed(names)) or "qtsafe"
+    modes = [flag for flag in MODE_FLAGS.get(path, ()) if ctx.params.get(flag)]
+    return " ".join([path, *modes[:1]])
+
+
+def written_reports(result: Result) -> tuple[Path, Path] | None:
+    """The (Markdown, JSON) report pair a result says it wrote: telemetry commands and the monitor name them
+    report_path/json_path, the offline model gate report_md/report_json."""
+    for md_attr, json_attr in (("report_path", "json_path"), ("report_md", "report_json")):
+        md, js = getattr(result, md_attr, None), getattr(result, json_attr, None)
+        if md and js:
+            return Path(md), Path(js)
+    return None
+
+
+def finish(result: Result, as_json: bool, render_text: Callable[[], str]) -> int:
+    """Update --metrics-file, print the result (JSON, or the human summary), return the contract exit code.
+
+    Nothing is printed before the metrics are written: a run that fails there exits 2 without a PASS
+    line, and the report it wrote is rewritten to say ERROR (the group's error path, via RUN).
+    """
+    from qtsafe.cli import RUN
+
+    ctx = click.get_current_context(silent=True)
+    RUN["reports"] = written_reports(result)
+    metrics_file = RUN.get("metrics_file")
+    if metrics_file:
+        from qtsafe.errors import QtsafeError
         from qtsafe.metrics import write_metrics
 
-        RUN.clear()  # written here; the error path must not overwrite it
-        write_metrics(Path(metrics_file), ctx.command_path.split(" ", 1)[-1] if ctx else "qtsafe", result.status,
-                      result.to_dict())
+        command = series_name(ctx) if ctx is not None else str(RUN.get("command") or "qtsafe")
+        RUN["command"] = command
+        try:
+            write_metrics(Path(metrics_file), command, result.status, result.to_dict())
+        except QtsafeError:
+            RUN["metrics_file"] = None  # the error path would fail the same way, with a second line
+            raise
     if sys.stderr.isatty():
         sys.stderr.write("\r\033[K")  # clear a progress line left on the terminal
     if as_json:
-        click.echo(json.dumps(result.to_dict(), indent=2, sort_keys=False, allow_nan=False, default=str))
+        text = json.dumps(result.to_dict(), indent=2, sort_keys=False, allow_nan=False, default=str)
     else:
-        click.echo(render_text())
+        # Names were escaped by the renderer; this keeps anything it missed from hiding or rewriting lines.
+        text = visible_lines(render_text())
+    click.echo(text)
+    RUN["finished"] = True
     return exit_code_for(result.status)
 
 

@@ -1,8 +1,9 @@
 """Fault injection for chaos subprocesses (on PYTHONPATH only when a test asks for it).
 
-``CHAOS_FAIL="replace:<glob>,write:<glob>"`` makes ``os.replace`` onto a file whose name matches, or
-``os.write`` to an open file whose name matches, fail with ``CHAOS_ERRNO`` (default ENOSPC), as a full
-disk would. Everything else in the process is the real code, unmodified.
+``CHAOS_FAIL="replace:<glob>,write:<glob>,link:<glob>"`` makes ``os.replace`` onto a file whose name
+matches, ``os.write`` to an open file whose name matches, or ``os.link`` creating a name that matches,
+fail with ``CHAOS_ERRNO`` (default ENOSPC), as a full disk would.
+Everything else in the process is the real code, unmodified.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ def _fail(path: object) -> OSError:
 if _RULES:
     _replace = os.replace
     _write = os.write
+    _link = os.link
 
     def replace(src, dst, *args, **kwargs):  # type: ignore[no-untyped-def]
         if _hit("replace", dst):
@@ -43,5 +45,11 @@ if _RULES:
             raise _fail(path)
         return _write(fd, data)
 
+    def link(src, dst, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if _hit("link", dst):
+            raise _fail(dst)
+        return _link(src, dst, *args, **kwargs)
+
     os.replace = replace
     os.write = write
+    os.link = link
