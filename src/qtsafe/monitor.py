@@ -492,6 +492,7 @@ def _inconclusive(settings: Settings, watch: Watch, now: dt.datetime, why: str) 
 
 def _completed(settings: Settings, watch: Watch, now: dt.datetime, duration: float) -> MonitorResult:
     append_record(settings, "monitoring_completed", canary_id=watch.canary_id, canary_model=watch.model,
+                  duration_seconds=duration,  # exact: promote compares seconds, the rounded hours are for people
                   duration_hours=round(duration / 3600, 4), checks_performed=watch.checks, events=watch.events,
                   violations=None, result="safe", stage=watch.stage, loosened_thresholds=settings.loosened())
     result = MonitorResult(status=Status.COMPLETED,

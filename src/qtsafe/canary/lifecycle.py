@@ -43,7 +43,7 @@ from qtsafe.config import Settings
 from qtsafe.errors import InputError, QtsafeError, StateError, SystemdError, WriteError
 from qtsafe.fsio import atomic_write_bytes, atomic_write_text, sha256_file
 from qtsafe.status import Status
-from qtsafe.timeutil import file_stamp, iso, iso_ms, parse_utc, utc_now
+from qtsafe.timeutil import file_stamp, format_duration, iso, iso_ms, parse_utc, utc_now
 
 Sleep = Callable[[float], None]
 Confirm = Callable[[str], bool]
@@ -1152,11 +1152,34 @@ def _recorded_backup_sha(settings: Settings, path: Path) -> str | None:
 
 # ---- promote ---------------------------------------------------------------------------------------
 
+# A completed watch may be this much shorter than the configured duration and still count: float noise
+# between two spellings of the same duration ("0.1h" and 360.0), never a real shortfall.
+_DURATION_SLACK_SECONDS = 1e-3
+
+
+def _watch_seconds(record: Mapping[str, Any]) -> tuple[float | None, bool]:
+    """How long a completed watch lasted, and whether that comes from a legacy record's rounded hours.
+
+    ``duration_seconds`` is exact. A record written before it existed has only ``duration_hours``, rounded
+    to 4 decimals; it is taken at face value (hours x 3600, no allowance for the rounding), so a legacy watch
+    whose rounded hours fall short counts as short: fail-closed, a new watch settles it.
+    """
+    def number(value: Any) -> float | None:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        return float(value) if ok else None
+
+    if "duration_seconds" in record:
+        return number(record.get("duration_seconds")), False
+    hours = number(record.get("duration_hours"))
+    return (None if hours is None else hours * 3600.0), True
+
+
 def _monitor_cleared(records: Sequence[Mapping[str, Any]], state: Mapping[str, Any],
-                     min_hours: float | None = None) -> str | None:
+                     min_seconds: float | None = None) -> str | None:
     """None if a monitor completed with no violation for the current stage, else why not.
 
-    With ``min_hours``, a completed watch shorter than that (``--duration`` cut short) does not count.
+    With ``min_seconds``, a completed watch shorter than that (``--duration`` cut short), or one whose
+    record states no usable duration, does not count.
     """
     canary_id, model = state.get("canary_id"), state.get("model")
     start = None
@@ -1173,10 +1196,8 @@ def _monitor_cleared(records: Sequence[Mapping[str, Any]], state: Mapping[str, A
         if action == "monitoring_completed":
             bad = record.get("violations") or (record.get("result") not in (None, "safe"))
             verdict = "the last completed monitor reported violations" if bad else None
-            hours = record.get("duration_hours")
-            if not bad and min_hours is not None and isinstance(hours, (int, float)) and hours < min_hours - 1e-9:
-                verdict = (f"the last completed watch lasted {hours:g} h, shorter than the configured "
-                           f"{min_hours:g} h")
+            if not bad and min_seconds is not None:
+                verdict = _too_short(record, min_seconds) or "ok"
             elif not bad:
                 verdict = "ok"
         elif action in ("monitoring_inconclusive",):
@@ -1186,6 +1207,21 @@ def _monitor_cleared(records: Sequence[Mapping[str, Any]], state: Mapping[str, A
     if verdict == "ok":
         return None
     return verdict or f"no completed monitor with no violation since stage {state.get('share')} began"
+
+
+def _too_short(record: Mapping[str, Any], min_seconds: float) -> str | None:
+    """Why a clean ``monitoring_completed`` record does not prove a watch of ``min_seconds``, or None."""
+    seconds, legacy = _watch_seconds(record)
+    if seconds is None:
+        return "the last completed watch records no usable duration; watch again with 'qtsafe monitor'"
+    if seconds >= min_seconds - _DURATION_SLACK_SECONDS:
+        return None
+    if legacy:
+        return (f"the last completed watch lasted {record.get('duration_hours')!r} h by its rounded duration_hours "
+                f"(a record from before duration_seconds), shorter than the configured "
+                f"{format_duration(min_seconds)}; watch again with 'qtsafe monitor'")
+    return (f"the last completed watch lasted {format_duration(seconds)}, shorter than the configured "
+            f"{format_duration(min_seconds)}")
 
 
 def promote(
@@ -1221,7 +1257,7 @@ def promote(
             if to != next_stage:
                 return refused(f"promotion goes one stage at a time: from {current} the next stage is {next_stage}, "
                                "each with its own clean monitor", model, current)
-            why = _monitor_cleared(journal.read_records(settings), state, settings.monitor.duration / 3600)
+            why = _monitor_cleared(journal.read_records(settings), state, settings.monitor.duration)
             if why:
                 return refused(why, model, current)
             weights = canary_weights(state["baseline_weights"], model, to, max_share=1.0)
@@ -1400,7 +1436,7 @@ def canary_status(settings: Settings, *, systemd: Systemd | None = None, journal
     what = f"{state.get('model')} at {float(state.get('share') or 0):.0%}" if state.get("mode") == "dropin" \
         else f"{state.get('env_key')} for {state.get('model')}"
     if last is not None and last.get("action") == "monitoring_completed" and \
-            _monitor_cleared(records, state, settings.monitor.duration / 3600) is None:
+            _monitor_cleared(records, state, settings.monitor.duration) is None:
         return result(Status.WAIT, f"CANARY ACTIVE: {what} since {state.get('activated_at')}; monitoring completed "
                       "with no violation, awaiting promote or rollback",
                       "promote with 'qtsafe canary promote --to <stage> --reason ...' or roll back")
