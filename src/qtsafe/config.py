@@ -349,7 +349,50 @@ def load_settings(
     return settings
 
 
+#: The characters systemd accepts in a unit name (unit_name_is_valid), what ``systemd-escape`` produces.
+#: systemd's UNIT_NAME_MAX is 256 bytes with the terminating NUL: at most 255 characters.
+_UNIT_NAME_CHARS = re.compile(r"[A-Za-z0-9:_.\\@-]+")
+UNIT_NAME_MAX = 255
+
+
+def check_unit_name(name: str) -> str:
+    """Return ``name`` if it is a valid name of a systemd service unit, else raise ConfigError.
+
+    The name becomes a path (``<systemd_dir>/<unit>.d/``), an argument of systemctl and journalctl and
+    part of printed commands, so only what systemd itself accepts passes: letters, digits and ``:_.\\-@``,
+    at most 255 characters, a ``.service`` suffix, no leading ``.`` or ``-`` (an option to systemctl),
+    and a plain or instance name (``name@instance.service``), not a template.
+    """
+    shown = repr(name if len(name) <= 80 else name[:80] + "...")
+    why = None
+    if not name:
+        why = "it is empty"
+    elif len(name) > UNIT_NAME_MAX:
+        why = f"it is {len(name)} characters long (at most {UNIT_NAME_MAX})"
+    elif "/" in name:
+        why = "it contains '/' (a unit name is not a path)"
+    elif not _UNIT_NAME_CHARS.fullmatch(name):
+        bad = sorted({ch for ch in name if not _UNIT_NAME_CHARS.fullmatch(ch)})
+        why = (f"it contains {', '.join(repr(ch) for ch in bad)} (allowed: letters, digits and ':_.\\-@'; "
+               "systemd-escape makes a valid name)")
+    elif name[0] in ".-":
+        why = f"it starts with {name[0]!r}" + (" (systemctl would read it as an option)" if name[0] == "-" else "")
+    elif not name.endswith(".service") or name == ".service":
+        hint = f"; did you mean '{name}.service'?" if "." not in name else ""
+        why = f"the engine unit must be a .service unit{hint}"
+    else:
+        prefix, at, instance = name[: -len(".service")].partition("@")
+        if at and not prefix:
+            why = "it has nothing before '@'"
+        elif at and not instance:
+            why = "it is a template ('name@.service'); name an instance ('name@instance.service')"
+    if why:
+        raise ConfigError(f"unit {shown} is not a valid systemd unit name: {why}")
+    return name
+
+
 def _validate(settings: Settings) -> None:
+    check_unit_name(settings.unit)
     t = settings.thresholds
     for name in ("majority_max", "hold_dead_zone_max", "dead_zone_fraction", "invalid_max_fraction",
                  "above_one_max_fraction", "bad_vote_max_fraction", "degenerate_action_max",

@@ -34,6 +34,7 @@ FAULT_KINDS = {
     "disk-full": "writes fail: file-size limit (EFBIG), ENOSPC on rename, or a file where a directory must be",
     "fuzz": "arbitrary bytes and field values in stream entries, read by the real CLI",
     "story": "an operator's whole loop on a real redis-server (no fault: the reference run)",
+    "hostile-unit": "unit names that are paths, shell, options or not systemd names, from flag, env, config or caller",
 }
 
 

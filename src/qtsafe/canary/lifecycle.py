@@ -39,8 +39,8 @@ from qtsafe.canary.weights import (
     parse_weights_json,
     weights_json,
 )
-from qtsafe.config import Settings
-from qtsafe.errors import InputError, QtsafeError, StateError, SystemdError, WriteError
+from qtsafe.config import Settings, check_unit_name
+from qtsafe.errors import ConfigError, InputError, QtsafeError, StateError, SystemdError, WriteError
 from qtsafe.fsio import atomic_write_bytes, atomic_write_text, sha256_file
 from qtsafe.status import Status
 from qtsafe.timeutil import file_stamp, format_duration, iso, iso_ms, parse_utc, utc_now
@@ -628,6 +628,7 @@ def activate(
     share = settings.canary.share if share is None else share
     mode = "env_key" if env_key is not None else "dropin"
     try:
+        check_unit_name(settings.unit)  # before any path or command is built from it, dry run included
         if dry_run:
             prep = _prepare_activation(
                 settings, model=model, share=share, env_key=env_key, env_value=env_value, after=after,
@@ -830,22 +831,28 @@ def _write_activation_backups(settings: Settings, prep: _Prepared) -> tuple[list
 
 # ---- rollback --------------------------------------------------------------------------------------
 
+def _q(value: Any) -> str:
+    """One shell word: every path, unit and binary in a printed command is quoted, whatever it holds."""
+    return shlex.quote(str(value))
+
+
 def _manual_steps(settings: Settings, state: Mapping[str, Any] | None) -> tuple[str, ...]:
     steps = []
     for entry in reversed((state or {}).get("touched", [])):
         if entry.get("backup"):
-            steps.append(f"sha256sum {entry['backup']}  # expect {entry.get('backup_sha256')}")
-            steps.append(f"sudo cp {entry['backup']} {entry['path']}")
+            steps.append(f"sha256sum {_q(entry['backup'])}  # expect {entry.get('backup_sha256')}")
+            steps.append(f"sudo cp {_q(entry['backup'])} {_q(entry['path'])}")
         else:
-            steps.append(f"sudo rm -f {entry['path']}")
+            steps.append(f"sudo rm -f {_q(entry['path'])}")
     if not steps:
-        steps.append(f"sudo rm -f {st.dropin_path(settings)}")
+        steps.append(f"sudo rm -f {_q(st.dropin_path(settings))}")
+    systemctl, unit = _q(settings.systemctl), _q(settings.unit)
     steps += [
-        f"sudo {settings.systemctl} daemon-reload",
-        f"sudo {settings.systemctl} restart {settings.unit}",
-        f"{settings.systemctl} is-active {settings.unit}  # expect: active",
-        f"{settings.systemctl} show {settings.unit} -p Environment  # expect no {st.MARKER_MODEL}",
-        f"rm -f {st.state_path(settings)}  # only after the unit runs the baseline",
+        f"sudo {systemctl} daemon-reload",
+        f"sudo {systemctl} restart {unit}",
+        f"{systemctl} is-active {unit}  # expect: active",
+        f"{systemctl} show {unit} -p Environment  # expect no {st.MARKER_MODEL}",
+        f"rm -f {_q(st.state_path(settings))}  # only after the unit runs the baseline",
     ]
     return tuple(steps)
 
@@ -953,7 +960,7 @@ def _rollback_from_state(
         return RollbackResult(
             status=Status.FAIL, summary=f"ROLLBACK DONE BUT NOT JOURNALED: {exc}", trigger=trigger, reason=reason,
             violations=tuple(violations), canary_id=canary_id, canary_model=model, actions=tuple(actions),
-            verification=verification, manual_steps=(f"rm -f {st.state_path(settings)}",),
+            verification=verification, manual_steps=(f"rm -f {_q(st.state_path(settings))}",),
             journal_action=None)
     _checkpoint("rb_journaled")
     st.clear_state(settings)
@@ -984,6 +991,16 @@ def _expect_baseline(settings: Settings, state: Mapping[str, Any] | None) -> Cal
     return check
 
 
+def _refuse_unit(settings: Settings, trigger: str, reason: str, violations: Sequence[str]) -> RollbackResult | None:
+    """A rollback for a unit name systemd would not accept changes nothing and prints no command built from it."""
+    try:
+        check_unit_name(settings.unit)
+    except ConfigError as exc:
+        return RollbackResult(status=Status.BLOCKED, summary=f"ROLLBACK REFUSED: {exc} (nothing changed)",
+                              trigger=trigger, reason=reason, violations=tuple(violations))
+    return None
+
+
 def rollback(
     settings: Settings,
     *,
@@ -1002,6 +1019,9 @@ def rollback(
     """
     systemd = systemd or Systemd(settings)
     violations = tuple(violations)
+    refused = _refuse_unit(settings, trigger, reason, violations)
+    if refused is not None:
+        return refused
     try:
         with st.unit_lock(settings):
             state = st.load_state(settings)
@@ -1083,6 +1103,9 @@ def rollback_last(
     With a canary in flight it does the ordinary rollback instead (that is what the operator means).
     """
     systemd = systemd or Systemd(settings)
+    refused = _refuse_unit(settings, "manual_last", reason, ())
+    if refused is not None:
+        return refused
     if st.state_path(settings).exists() or st.dropin_path(settings).exists():
         return rollback(settings, trigger="manual_last", reason=reason, confirm=confirm, systemd=systemd, sleep=sleep)
     trigger = "manual_last"
@@ -1113,7 +1136,8 @@ def _restore_env_backup(settings: Settings, chosen: Path, systemd: Systemd, slee
     data = chosen.read_bytes()
     digest = _sha256_bytes(data)
     recorded = _recorded_backup_sha(settings, chosen)
-    manual = (f"sudo cp {chosen} {settings.env_file}", f"sudo {settings.systemctl} restart {settings.unit}")
+    manual = (f"sudo cp {_q(chosen)} {_q(settings.env_file)}",
+              f"sudo {_q(settings.systemctl)} restart {_q(settings.unit)}")
     try:
         if recorded is not None and recorded != digest:
             raise StateError(f"backup {chosen} fails its recorded checksum ({digest} != {recorded})")
@@ -1239,6 +1263,10 @@ def promote(
         return PromotionResult(status=Status.BLOCKED, summary=f"PROMOTION BLOCKED: {problem} (nothing changed)",
                                model=model, from_share=current, to_share=to, reason=reason, problems=(problem,))
 
+    try:
+        check_unit_name(settings.unit)
+    except ConfigError as exc:
+        return refused(str(exc))
     if to not in PROMOTION_STAGES:
         return refused(f"--to must be one of {', '.join(str(s) for s in PROMOTION_STAGES)}")
     if not reason or not reason.strip():
@@ -1353,6 +1381,14 @@ def _record_promotion(settings: Settings, state: dict[str, Any], weights: dict[s
 
 def canary_status(settings: Settings, *, systemd: Systemd | None = None, journal_lines: int = 5) -> StatusResult:
     """What is active, since when, weights, heartbeat and the last journal records; never changes anything."""
+    try:
+        check_unit_name(settings.unit)
+    except ConfigError as exc:
+        return StatusResult(status=Status.FAIL, summary=f"CANARY STATUS REFUSED: {exc}", unit=settings.unit,
+                            active=False, phase=None, canary=None, unit_state=None, dropin_present=False,
+                            baseline_weights=None, live_weights=None, heartbeat=None, heartbeat_age_seconds=None,
+                            problems=(str(exc),), repair="set unit to the engine's systemd unit name "
+                            "(qtsafe.toml, QTSAFE_UNIT or --unit)", journal_tail=())
     systemd = systemd or Systemd(settings)
     problems: list[str] = []
     repair = f"run '{rollback_command(settings)}' to restore the baseline"
