@@ -26,7 +26,8 @@ from tests.monitor.test_monitor import producer
 @pytest.mark.parametrize(("duration", "interval"), [(40.0, 5.0), (12_000.0, 1200.0), (19_200.0, 1200.0)],
                          ids=["40s", "3h20min", "5h20min"])
 def test_a_full_watch_of_the_configured_duration_allows_promotion(
-        root: Root, activated: dict[str, Any], fake_redis: Any, duration: float, interval: float) -> None:
+        root: Root, activated: dict[str, Any], fake_redis: Any, duration: float, interval: float,  # noqa: F811
+) -> None:
     # The monitor itself writes the record (no hand-made journal): watch, then promote with the same settings.
     settings = root.settings(**{"monitor.duration": duration, "monitor.heartbeat_max_age": 2 * interval})
     start = activated["at"]
