@@ -227,7 +227,7 @@ def render_config_tables(root: click.Command | None = None) -> str:
                 "| key | type | default | environment | looser when | meaning |", "|---|---|---|---|---|---|"]
         for fld in dataclasses.fields(cls):
             kind = fld.metadata.get("kind")
-            looser = {"min": "lower", "max": "higher"}.get(kind, "not tracked")
+            looser = config._LOOSER_WHEN.get(kind, "not tracked")
             out.append(f"| `{fld.name}` | {_type_name(section_hints[fld.name])} "
                        f"| `{_default_text(getattr(instance, fld.name))}` | `{env_name(fld.name, name)}` | {looser} "
                        f"| {_cell(str(fld.metadata.get('doc', '(undocumented)')))} |")

@@ -24,7 +24,8 @@ from qtsafe.errors import ConfigError
 
 # Which way loosens a threshold: "min" rules fail below the value (lowering loosens), "max" rules
 # fail above it (raising loosens). Reports and the journal list every threshold loosened past its default.
-_LOOSER_WHEN = {"min": "lower", "max": "higher"}
+# A "subset" rule (a list of judged fields) loosens when a default member is dropped from it.
+_LOOSER_WHEN = {"min": "lower", "max": "higher", "subset": "fewer"}
 
 
 def _rule(default: Any, kind: str | None, doc: str) -> Any:
@@ -81,7 +82,7 @@ class FeatureSanity:
     flatline_max_fraction: float = _rule(0.30, "max", "largest share of judged features that may be flatlined")
     flatline_rel_tol: float = _rule(1e-9, "min", "std at or below this times max(|median|, 1) is a flatline")
     missing_max_fraction: float = _rule(0.5, "max", "a feature missing from more than this share of events fails")
-    numeric_fields: tuple[str, ...] = _rule(DEFAULT_NUMERIC_FIELDS, None, "payload fields judged as features")
+    numeric_fields: tuple[str, ...] = _rule(DEFAULT_NUMERIC_FIELDS, "subset", "payload fields judged as features")
     expected_constant: tuple[str, ...] = _rule((), None, "fields the producer fills with fixed values today")
 
 
@@ -164,7 +165,13 @@ class Settings:
                 if kind is None:
                     continue
                 now, was = getattr(current, fld.name), getattr(default, fld.name)
-                if (kind == "min" and now < was) or (kind == "max" and now > was):
+                if kind == "subset":
+                    # Judging fewer fields is looser, even when others were added in their place.
+                    dropped = [name for name in was if name not in now]
+                    if dropped:
+                        out.append({"rule": f"{section}.{fld.name}", "default": list(was), "value": list(now),
+                                    "looser_when": _LOOSER_WHEN[kind], "dropped": dropped})
+                elif (kind == "min" and now < was) or (kind == "max" and now > was):
                     out.append(
                         {"rule": f"{section}.{fld.name}", "default": was, "value": now,
                          "looser_when": _LOOSER_WHEN[kind]}
@@ -193,8 +200,47 @@ def _type_of(cls: type, name: str) -> Any:
     return typing.get_type_hints(cls)[name]
 
 
-def _coerce(value: Any, target: Any, where: str) -> Any:
-    """Turn a TOML or environment value into the field's type, refusing anything ambiguous."""
+_TYPE_NAMES = {bool: "true/false", int: "an integer", float: "a number", str: "a string", Path: "a path (string)"}
+
+
+def _toml_type_error(value: Any, target: Any, where: str) -> ConfigError | None:
+    """A config-file value of the wrong TOML type: TOML values keep their type, so ``"0.9"`` is not a number."""
+    if typing.get_origin(target) is tuple:
+        ok = isinstance(value, list)
+        wanted = "a list of names (e.g. [\"leverage\"])"
+    elif target is bool:
+        ok, wanted = isinstance(value, bool), _TYPE_NAMES[bool]
+    elif target is int:
+        ok, wanted = isinstance(value, (int, float)) and not isinstance(value, bool), _TYPE_NAMES[int]
+    elif target is float:
+        ok, wanted = isinstance(value, (int, float)) and not isinstance(value, bool), _TYPE_NAMES[float]
+    else:
+        ok, wanted = isinstance(value, str), _TYPE_NAMES.get(target, str(target))
+    if ok:
+        return None
+    hint = " (TOML values keep their type: write it without quotes)" if isinstance(value, str) else ""
+    return ConfigError(f"{where}: expected {wanted}, got the TOML {_toml_type_name(value)} {value!r}{hint}")
+
+
+def _toml_type_name(value: Any) -> str:
+    for kind, name in ((bool, "boolean"), (int, "integer"), (float, "float"), (str, "string"), (list, "array"),
+                       (dict, "table")):
+        if isinstance(value, kind):
+            return name
+    return "date/time" if hasattr(value, "isoformat") else type(value).__name__
+
+
+def _coerce(value: Any, target: Any, where: str, *, typed: bool = False) -> Any:
+    """Turn a TOML or environment value into the field's type, refusing anything ambiguous.
+
+    ``typed`` values come from a config file: TOML keeps its types, so only the conversions the docs
+    allow (an integer where a number is wanted, a float with no fraction where an integer is) are made.
+    Environment values are strings and are parsed.
+    """
+    if typed:
+        problem = _toml_type_error(value, target, where)
+        if problem is not None:
+            raise problem
     origin = typing.get_origin(target)
     if target is bool:
         if isinstance(value, bool):
@@ -251,7 +297,8 @@ _TOP_KEYS = [f.name for f in dataclasses.fields(Settings) if f.name not in _SECT
 
 
 def _apply(
-    top: dict[str, Any], sections: dict[str, dict[str, Any]], raw: Mapping[str, Any], where: str
+    top: dict[str, Any], sections: dict[str, dict[str, Any]], raw: Mapping[str, Any], where: str,
+    *, typed: bool = False,
 ) -> None:
     for key, value in raw.items():
         if key in _SECTIONS:
@@ -262,9 +309,9 @@ def _apply(
             for sub, subvalue in value.items():
                 if sub not in names:
                     raise _unknown(sub, names, f"{where} [{key}]")
-                sections[key][sub] = _coerce(subvalue, _type_of(cls, sub), f"{where} {key}.{sub}")
+                sections[key][sub] = _coerce(subvalue, _type_of(cls, sub), f"{where} {key}.{sub}", typed=typed)
         elif key in _TOP_KEYS:
-            top[key] = _coerce(value, _type_of(Settings, key), f"{where} {key}")
+            top[key] = _coerce(value, _type_of(Settings, key), f"{where} {key}", typed=typed)
         else:
             raise _unknown(key, _TOP_KEYS + list(_SECTIONS), where)
 
@@ -276,16 +323,31 @@ def _find_config(explicit: str | None, env: Mapping[str, str]) -> tuple[Path | N
     elif env.get("QTSAFE_CONFIG"):
         path = Path(env["QTSAFE_CONFIG"])
     if path is not None:
-        if not path.is_file():
+        if not os.path.lexists(path):
             raise ConfigError(f"config file not found: {path}")
+        _check_regular(path)
         return path, _read_toml(path)
-    if Path("qtsafe.toml").is_file():
-        return Path("qtsafe.toml"), _read_toml(Path("qtsafe.toml"))
-    if Path("pyproject.toml").is_file():
-        tool = _read_toml(Path("pyproject.toml"))
-        if tool:
-            return Path("pyproject.toml"), tool
+    # A config file in the working directory that cannot be read is refused, not skipped: skipping it would
+    # run with the defaults (or a pyproject table) the operator did not mean.
+    for name in ("qtsafe.toml", "pyproject.toml"):
+        candidate = Path(name)
+        if not os.path.lexists(candidate):
+            continue
+        _check_regular(candidate)
+        data = _read_toml(candidate)
+        if name == "qtsafe.toml" or data:
+            return candidate, data
     return None, {}
+
+
+def _check_regular(path: Path) -> None:
+    """Refuse a config path that is a directory, a dangling symlink or anything but a regular file."""
+    if path.is_symlink() and not path.exists():
+        raise ConfigError(f"config file {path} is a symlink to a missing file ({os.readlink(path)!r})")
+    if path.is_dir():
+        raise ConfigError(f"config file {path} is a directory, not a file")
+    if not path.is_file():
+        raise ConfigError(f"config file {path} is not a regular file")
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -294,8 +356,13 @@ def _read_toml(path: Path) -> dict[str, Any]:
             data = tomllib.load(handle)
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: not UTF-8 text (byte "
+                          f"0x{exc.object[exc.start]:02x} at offset {exc.start})") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+    except RecursionError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: nested too deeply") from exc
     if path.name == "pyproject.toml":
         tool = data.get("tool", {}).get("qtsafe")
         return tool if isinstance(tool, dict) else {}
@@ -332,7 +399,7 @@ def load_settings(
     sections: dict[str, dict[str, Any]] = {name: {} for name in _SECTIONS}
     path, data = _find_config(config_path, environ)
     if data:
-        _apply(top, sections, data, f"config {path}")
+        _apply(top, sections, data, f"config {path}", typed=True)
     _apply(top, sections, _from_env(environ), "environment QTSAFE_*")
     flag_raw: dict[str, Any] = {}
     for key, value in (overrides or {}).items():
@@ -350,7 +417,50 @@ def load_settings(
     return settings
 
 
+#: The characters systemd accepts in a unit name (unit_name_is_valid), what ``systemd-escape`` produces.
+#: systemd's UNIT_NAME_MAX is 256 bytes with the terminating NUL: at most 255 characters.
+_UNIT_NAME_CHARS = re.compile(r"[A-Za-z0-9:_.\\@-]+")
+UNIT_NAME_MAX = 255
+
+
+def check_unit_name(name: str) -> str:
+    """Return ``name`` if it is a valid name of a systemd service unit, else raise ConfigError.
+
+    The name becomes a path (``<systemd_dir>/<unit>.d/``), an argument of systemctl and journalctl and
+    part of printed commands, so only what systemd itself accepts passes: letters, digits and ``:_.\\-@``,
+    at most 255 characters, a ``.service`` suffix, no leading ``.`` or ``-`` (an option to systemctl),
+    and a plain or instance name (``name@instance.service``), not a template.
+    """
+    shown = repr(name if len(name) <= 80 else name[:80] + "...")
+    why = None
+    if not name:
+        why = "it is empty"
+    elif len(name) > UNIT_NAME_MAX:
+        why = f"it is {len(name)} characters long (at most {UNIT_NAME_MAX})"
+    elif "/" in name:
+        why = "it contains '/' (a unit name is not a path)"
+    elif not _UNIT_NAME_CHARS.fullmatch(name):
+        bad = sorted({ch for ch in name if not _UNIT_NAME_CHARS.fullmatch(ch)})
+        why = (f"it contains {', '.join(repr(ch) for ch in bad)} (allowed: letters, digits and ':_.\\-@'; "
+               "systemd-escape makes a valid name)")
+    elif name[0] in ".-":
+        why = f"it starts with {name[0]!r}" + (" (systemctl would read it as an option)" if name[0] == "-" else "")
+    elif not name.endswith(".service") or name == ".service":
+        hint = f"; did you mean '{name}.service'?" if "." not in name else ""
+        why = f"the engine unit must be a .service unit{hint}"
+    else:
+        prefix, at, instance = name[: -len(".service")].partition("@")
+        if at and not prefix:
+            why = "it has nothing before '@'"
+        elif at and not instance:
+            why = "it is a template ('name@.service'); name an instance ('name@instance.service')"
+    if why:
+        raise ConfigError(f"unit {shown} is not a valid systemd unit name: {why}")
+    return name
+
+
 def _validate(settings: Settings) -> None:
+    check_unit_name(settings.unit)
     t = settings.thresholds
     for name in ("majority_max", "hold_dead_zone_max", "dead_zone_fraction", "invalid_max_fraction",
                  "above_one_max_fraction", "bad_vote_max_fraction", "degenerate_action_max",

@@ -18,7 +18,7 @@ from qtsafe.errors import QtsafeError
 from qtsafe.status import Status
 from qtsafe.telemetry import sources
 from qtsafe.telemetry.sources import RedisStreamSource, mask_url
-from qtsafe.timeutil import stream_id_time, utc_now
+from qtsafe.timeutil import format_duration, stream_id_time, utc_now
 
 OK, WARN, FAIL = "OK", "WARN", "FAIL"
 
@@ -80,7 +80,7 @@ def _redis_checks(settings: Settings) -> list[Check]:
     limit = settings.monitor.stall_limit
     state = OK if age <= limit else WARN
     checks.append(Check("telemetry", state, f"newest trade.intent entry {newest} is {age / 60:.1f} min old",
-                        "" if state == OK else f"older than the stall limit ({limit / 60:.0f} min): is the engine "
+                        "" if state == OK else f"older than the stall limit ({format_duration(limit)}): is the engine "
                                                "running and publishing?"))
     trim = source.trim_info()
     if trim.get("entries_added") is None:

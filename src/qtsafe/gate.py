@@ -23,7 +23,7 @@ from qtsafe.status import Status
 from qtsafe.telemetry.sources import Progress, RedisStreamSource, Source
 from qtsafe.telemetry.window import Window, window_between
 from qtsafe.textsafe import visible
-from qtsafe.timeutil import file_stamp, iso, stream_id_time, utc_now
+from qtsafe.timeutil import file_stamp, format_duration, iso, stream_id_time, utc_now
 
 MODES = ("collection", "canary")
 
@@ -59,7 +59,7 @@ def stall_check(newest_ms: int | None, window: Window, settings: Settings, now: 
         return None
     return Finding("stalled", FAIL,
                    f"telemetry stalled: the newest trade.intent is {age / 60:.1f} min old "
-                   f"(limit {settings.monitor.stall_limit / 60:.0f} min)", "window", "whole window")
+                   f"(limit {format_duration(settings.monitor.stall_limit)})", "window", "whole window")
 
 
 def _summary(status: Status, mode: str, verdicts: Sequence[ModelVerdict], findings: Sequence[Finding],

@@ -40,7 +40,7 @@ from qtsafe.rolling import RollingEnsemble, RollingModel
 from qtsafe.status import Status
 from qtsafe.telemetry.parse import Telemetry, TelemetryBuilder
 from qtsafe.telemetry.sources import MAX_ID, Source, _next_id
-from qtsafe.timeutil import file_stamp, iso, parse_stream_id, parse_utc, stream_id_for, utc_now
+from qtsafe.timeutil import file_stamp, format_duration, iso, parse_stream_id, parse_utc, stream_id_for, utc_now
 
 
 class Clock(Protocol):
@@ -216,7 +216,7 @@ class Watch:
         silent = (now - last).total_seconds()
         if silent > m.stall_limit:
             violations.append(f"telemetry stalled: no new trade.intent for {silent / 60:.1f} min "
-                              f"(limit {m.stall_limit / 60:.0f} min)")
+                              f"(limit {format_duration(m.stall_limit)})")
         violations += self.budget_violations()
         return violations, inconclusive, figures
 
@@ -621,6 +621,7 @@ def _inconclusive(settings: Settings, watch: Watch, now: dt.datetime, why: str) 
 
 def _completed(settings: Settings, watch: Watch, now: dt.datetime, duration: float) -> MonitorResult:
     append_record(settings, "monitoring_completed", canary_id=watch.canary_id, canary_model=watch.model,
+                  duration_seconds=duration,  # exact: promote compares seconds, the rounded hours are for people
                   duration_hours=round(duration / 3600, 4), checks_performed=watch.checks, events=watch.events,
                   violations=None, result="safe", stage=watch.stage, loosened_thresholds=settings.loosened())
     result = MonitorResult(status=Status.COMPLETED,

@@ -82,3 +82,21 @@ def parse_duration(text: str) -> float:
         raise InputError(f"not a duration: {text!r} (use e.g. 30s, 10m, 6h)")
     value = float(match.group(1))
     return value * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
+
+
+def format_duration(seconds: float) -> str:
+    """A duration for people: ``45 s``, ``2 min``, ``1 h 30 min``, ``10 min 5 s``; under a minute keeps its fraction.
+
+    The one formatter for limits in messages, so a sub-minute limit never prints as ``0 min``.
+    """
+    sign = "-" if seconds < 0 else ""
+    seconds = abs(seconds)
+    if seconds < 60:
+        return f"{sign}{seconds:.3g} s" if seconds != int(seconds) else f"{sign}{int(seconds)} s"
+    whole = round(seconds)
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    parts = [f"{hours} h"] if hours else []
+    parts += [f"{minutes} min"] if minutes else []
+    parts += [f"{secs} s"] if secs else []
+    return sign + " ".join(parts)

@@ -35,6 +35,7 @@ FAULT_KINDS = {
     "redis-wipe": "the stream's key deleted, or redis-server restarted empty and refilled, under a running monitor",
     "fuzz": "arbitrary bytes and field values in stream entries, read by the real CLI",
     "story": "an operator's whole loop on a real redis-server (no fault: the reference run)",
+    "hostile-unit": "unit names that are paths, shell, options or not systemd names, from flag, env, config or caller",
 }
 
 

@@ -39,11 +39,11 @@ from qtsafe.canary.weights import (
     parse_weights_json,
     weights_json,
 )
-from qtsafe.config import Settings
-from qtsafe.errors import InputError, QtsafeError, StateError, SystemdError, WriteError
+from qtsafe.config import Settings, check_unit_name
+from qtsafe.errors import ConfigError, InputError, QtsafeError, StateError, SystemdError, WriteError
 from qtsafe.fsio import atomic_write_bytes, atomic_write_text, sha256_file
 from qtsafe.status import Status
-from qtsafe.timeutil import file_stamp, iso, iso_ms, parse_utc, utc_now
+from qtsafe.timeutil import file_stamp, format_duration, iso, iso_ms, parse_utc, utc_now
 
 Sleep = Callable[[float], None]
 Confirm = Callable[[str], bool]
@@ -628,6 +628,7 @@ def activate(
     share = settings.canary.share if share is None else share
     mode = "env_key" if env_key is not None else "dropin"
     try:
+        check_unit_name(settings.unit)  # before any path or command is built from it, dry run included
         if dry_run:
             prep = _prepare_activation(
                 settings, model=model, share=share, env_key=env_key, env_value=env_value, after=after,
@@ -830,22 +831,28 @@ def _write_activation_backups(settings: Settings, prep: _Prepared) -> tuple[list
 
 # ---- rollback --------------------------------------------------------------------------------------
 
+def _q(value: Any) -> str:
+    """One shell word: every path, unit and binary in a printed command is quoted, whatever it holds."""
+    return shlex.quote(str(value))
+
+
 def _manual_steps(settings: Settings, state: Mapping[str, Any] | None) -> tuple[str, ...]:
     steps = []
     for entry in reversed((state or {}).get("touched", [])):
         if entry.get("backup"):
-            steps.append(f"sha256sum {entry['backup']}  # expect {entry.get('backup_sha256')}")
-            steps.append(f"sudo cp {entry['backup']} {entry['path']}")
+            steps.append(f"sha256sum {_q(entry['backup'])}  # expect {entry.get('backup_sha256')}")
+            steps.append(f"sudo cp {_q(entry['backup'])} {_q(entry['path'])}")
         else:
-            steps.append(f"sudo rm -f {entry['path']}")
+            steps.append(f"sudo rm -f {_q(entry['path'])}")
     if not steps:
-        steps.append(f"sudo rm -f {st.dropin_path(settings)}")
+        steps.append(f"sudo rm -f {_q(st.dropin_path(settings))}")
+    systemctl, unit = _q(settings.systemctl), _q(settings.unit)
     steps += [
-        f"sudo {settings.systemctl} daemon-reload",
-        f"sudo {settings.systemctl} restart {settings.unit}",
-        f"{settings.systemctl} is-active {settings.unit}  # expect: active",
-        f"{settings.systemctl} show {settings.unit} -p Environment  # expect no {st.MARKER_MODEL}",
-        f"rm -f {st.state_path(settings)}  # only after the unit runs the baseline",
+        f"sudo {systemctl} daemon-reload",
+        f"sudo {systemctl} restart {unit}",
+        f"{systemctl} is-active {unit}  # expect: active",
+        f"{systemctl} show {unit} -p Environment  # expect no {st.MARKER_MODEL}",
+        f"rm -f {_q(st.state_path(settings))}  # only after the unit runs the baseline",
     ]
     return tuple(steps)
 
@@ -953,7 +960,7 @@ def _rollback_from_state(
         return RollbackResult(
             status=Status.FAIL, summary=f"ROLLBACK DONE BUT NOT JOURNALED: {exc}", trigger=trigger, reason=reason,
             violations=tuple(violations), canary_id=canary_id, canary_model=model, actions=tuple(actions),
-            verification=verification, manual_steps=(f"rm -f {st.state_path(settings)}",),
+            verification=verification, manual_steps=(f"rm -f {_q(st.state_path(settings))}",),
             journal_action=None)
     _checkpoint("rb_journaled")
     st.clear_state(settings)
@@ -984,6 +991,16 @@ def _expect_baseline(settings: Settings, state: Mapping[str, Any] | None) -> Cal
     return check
 
 
+def _refuse_unit(settings: Settings, trigger: str, reason: str, violations: Sequence[str]) -> RollbackResult | None:
+    """A rollback for a unit name systemd would not accept changes nothing and prints no command built from it."""
+    try:
+        check_unit_name(settings.unit)
+    except ConfigError as exc:
+        return RollbackResult(status=Status.BLOCKED, summary=f"ROLLBACK REFUSED: {exc} (nothing changed)",
+                              trigger=trigger, reason=reason, violations=tuple(violations))
+    return None
+
+
 def rollback(
     settings: Settings,
     *,
@@ -1002,6 +1019,9 @@ def rollback(
     """
     systemd = systemd or Systemd(settings)
     violations = tuple(violations)
+    refused = _refuse_unit(settings, trigger, reason, violations)
+    if refused is not None:
+        return refused
     try:
         with st.unit_lock(settings):
             state = st.load_state(settings)
@@ -1083,6 +1103,9 @@ def rollback_last(
     With a canary in flight it does the ordinary rollback instead (that is what the operator means).
     """
     systemd = systemd or Systemd(settings)
+    refused = _refuse_unit(settings, "manual_last", reason, ())
+    if refused is not None:
+        return refused
     if st.state_path(settings).exists() or st.dropin_path(settings).exists():
         return rollback(settings, trigger="manual_last", reason=reason, confirm=confirm, systemd=systemd, sleep=sleep)
     trigger = "manual_last"
@@ -1113,7 +1136,8 @@ def _restore_env_backup(settings: Settings, chosen: Path, systemd: Systemd, slee
     data = chosen.read_bytes()
     digest = _sha256_bytes(data)
     recorded = _recorded_backup_sha(settings, chosen)
-    manual = (f"sudo cp {chosen} {settings.env_file}", f"sudo {settings.systemctl} restart {settings.unit}")
+    manual = (f"sudo cp {_q(chosen)} {_q(settings.env_file)}",
+              f"sudo {_q(settings.systemctl)} restart {_q(settings.unit)}")
     try:
         if recorded is not None and recorded != digest:
             raise StateError(f"backup {chosen} fails its recorded checksum ({digest} != {recorded})")
@@ -1152,11 +1176,34 @@ def _recorded_backup_sha(settings: Settings, path: Path) -> str | None:
 
 # ---- promote ---------------------------------------------------------------------------------------
 
+# A completed watch may be this much shorter than the configured duration and still count: float noise
+# between two spellings of the same duration ("0.1h" and 360.0), never a real shortfall.
+_DURATION_SLACK_SECONDS = 1e-3
+
+
+def _watch_seconds(record: Mapping[str, Any]) -> tuple[float | None, bool]:
+    """How long a completed watch lasted, and whether that comes from a legacy record's rounded hours.
+
+    ``duration_seconds`` is exact. A record written before it existed has only ``duration_hours``, rounded
+    to 4 decimals; it is taken at face value (hours x 3600, no allowance for the rounding), so a legacy watch
+    whose rounded hours fall short counts as short: fail-closed, a new watch settles it.
+    """
+    def number(value: Any) -> float | None:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        return float(value) if ok else None
+
+    if "duration_seconds" in record:
+        return number(record.get("duration_seconds")), False
+    hours = number(record.get("duration_hours"))
+    return (None if hours is None else hours * 3600.0), True
+
+
 def _monitor_cleared(records: Sequence[Mapping[str, Any]], state: Mapping[str, Any],
-                     min_hours: float | None = None) -> str | None:
+                     min_seconds: float | None = None) -> str | None:
     """None if a monitor completed with no violation for the current stage, else why not.
 
-    With ``min_hours``, a completed watch shorter than that (``--duration`` cut short) does not count.
+    With ``min_seconds``, a completed watch shorter than that (``--duration`` cut short), or one whose
+    record states no usable duration, does not count.
     """
     canary_id, model = state.get("canary_id"), state.get("model")
     start = None
@@ -1173,10 +1220,8 @@ def _monitor_cleared(records: Sequence[Mapping[str, Any]], state: Mapping[str, A
         if action == "monitoring_completed":
             bad = record.get("violations") or (record.get("result") not in (None, "safe"))
             verdict = "the last completed monitor reported violations" if bad else None
-            hours = record.get("duration_hours")
-            if not bad and min_hours is not None and isinstance(hours, (int, float)) and hours < min_hours - 1e-9:
-                verdict = (f"the last completed watch lasted {hours:g} h, shorter than the configured "
-                           f"{min_hours:g} h")
+            if not bad and min_seconds is not None:
+                verdict = _too_short(record, min_seconds) or "ok"
             elif not bad:
                 verdict = "ok"
         elif action in ("monitoring_inconclusive",):
@@ -1186,6 +1231,21 @@ def _monitor_cleared(records: Sequence[Mapping[str, Any]], state: Mapping[str, A
     if verdict == "ok":
         return None
     return verdict or f"no completed monitor with no violation since stage {state.get('share')} began"
+
+
+def _too_short(record: Mapping[str, Any], min_seconds: float) -> str | None:
+    """Why a clean ``monitoring_completed`` record does not prove a watch of ``min_seconds``, or None."""
+    seconds, legacy = _watch_seconds(record)
+    if seconds is None:
+        return "the last completed watch records no usable duration; watch again with 'qtsafe monitor'"
+    if seconds >= min_seconds - _DURATION_SLACK_SECONDS:
+        return None
+    if legacy:
+        return (f"the last completed watch lasted {record.get('duration_hours')!r} h by its rounded duration_hours "
+                f"(a record from before duration_seconds), shorter than the configured "
+                f"{format_duration(min_seconds)}; watch again with 'qtsafe monitor'")
+    return (f"the last completed watch lasted {format_duration(seconds)}, shorter than the configured "
+            f"{format_duration(min_seconds)}")
 
 
 def promote(
@@ -1203,6 +1263,10 @@ def promote(
         return PromotionResult(status=Status.BLOCKED, summary=f"PROMOTION BLOCKED: {problem} (nothing changed)",
                                model=model, from_share=current, to_share=to, reason=reason, problems=(problem,))
 
+    try:
+        check_unit_name(settings.unit)
+    except ConfigError as exc:
+        return refused(str(exc))
     if to not in PROMOTION_STAGES:
         return refused(f"--to must be one of {', '.join(str(s) for s in PROMOTION_STAGES)}")
     if not reason or not reason.strip():
@@ -1221,7 +1285,7 @@ def promote(
             if to != next_stage:
                 return refused(f"promotion goes one stage at a time: from {current} the next stage is {next_stage}, "
                                "each with its own clean monitor", model, current)
-            why = _monitor_cleared(journal.read_records(settings), state, settings.monitor.duration / 3600)
+            why = _monitor_cleared(journal.read_records(settings), state, settings.monitor.duration)
             if why:
                 return refused(why, model, current)
             weights = canary_weights(state["baseline_weights"], model, to, max_share=1.0)
@@ -1317,6 +1381,14 @@ def _record_promotion(settings: Settings, state: dict[str, Any], weights: dict[s
 
 def canary_status(settings: Settings, *, systemd: Systemd | None = None, journal_lines: int = 5) -> StatusResult:
     """What is active, since when, weights, heartbeat and the last journal records; never changes anything."""
+    try:
+        check_unit_name(settings.unit)
+    except ConfigError as exc:
+        return StatusResult(status=Status.FAIL, summary=f"CANARY STATUS REFUSED: {exc}", unit=settings.unit,
+                            active=False, phase=None, canary=None, unit_state=None, dropin_present=False,
+                            baseline_weights=None, live_weights=None, heartbeat=None, heartbeat_age_seconds=None,
+                            problems=(str(exc),), repair="set unit to the engine's systemd unit name "
+                            "(qtsafe.toml, QTSAFE_UNIT or --unit)", journal_tail=())
     systemd = systemd or Systemd(settings)
     problems: list[str] = []
     repair = f"run '{rollback_command(settings)}' to restore the baseline"
@@ -1400,7 +1472,7 @@ def canary_status(settings: Settings, *, systemd: Systemd | None = None, journal
     what = f"{state.get('model')} at {float(state.get('share') or 0):.0%}" if state.get("mode") == "dropin" \
         else f"{state.get('env_key')} for {state.get('model')}"
     if last is not None and last.get("action") == "monitoring_completed" and \
-            _monitor_cleared(records, state, settings.monitor.duration / 3600) is None:
+            _monitor_cleared(records, state, settings.monitor.duration) is None:
         return result(Status.WAIT, f"CANARY ACTIVE: {what} since {state.get('activated_at')}; monitoring completed "
                       "with no violation, awaiting promote or rollback",
                       "promote with 'qtsafe canary promote --to <stage> --reason ...' or roll back")

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from qtsafe.config import Settings
+from qtsafe.config import Settings, check_unit_name
 from qtsafe.errors import StateError, WriteError
 from qtsafe.fsio import atomic_write_json, locked
 from qtsafe.timeutil import iso, parse_utc, utc_now
@@ -57,7 +57,8 @@ def local_dropin_path(settings: Settings) -> Path:
 
 
 def dropin_dir(settings: Settings) -> Path:
-    return settings.systemd_dir / f"{settings.unit}.d"
+    """``<systemd_dir>/<unit>.d``; the unit name is checked here too, so no path built from it leaves systemd_dir."""
+    return settings.systemd_dir / f"{check_unit_name(settings.unit)}.d"
 
 
 def dropin_path(settings: Settings) -> Path:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import sys
 from typing import Any
 
@@ -59,7 +60,7 @@ def _render_activation(result: lifecycle.ActivationResult) -> str:
                 lines.append(f"    - {item['old_line']}")
                 lines.append(f"    + {item['new_line']}")
         for argv in result.plan.get("commands", []):
-            lines.append(f"  run   {' '.join(argv)}")
+            lines.append(f"  run   {shlex.join(str(arg) for arg in argv)}")
         lines.append(f"  on failure: {result.plan.get('on_failure')}")
     if result.verification.get("git_hash"):
         lines.append(f"Engine git hash: {result.verification['git_hash']}")
