@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from qtsafe.telemetry.parse import Telemetry, TelemetryBuilder, merge_telemetry
-from qtsafe.telemetry.sources import Progress, RedisStreamSource, Source
+from qtsafe.telemetry.sources import Progress, RedisStreamSource, ServerMark, Source
 from qtsafe.telemetry.window import Window
 from qtsafe.timeutil import parse_stream_id
 
@@ -77,17 +77,19 @@ def trim_report(info: dict[str, Any], start_id: str) -> dict[str, Any]:
             "trimmed_at_most": lost if detected else 0, "note": note}
 
 
-# The source a forked worker reads from (set in the parent just before the fork; fork copies it).
-_WORKER_SOURCE: RedisStreamSource | None = None
+# The source a forked worker reads from and the server the read began on (set in the parent just
+# before the fork; fork copies them): a worker that connects after a restart must not read the new server.
+_WORKER_SOURCE: tuple[RedisStreamSource, ServerMark] | None = None
 
 
 def _read_range(bounds: tuple[str, str]) -> Telemetry:
     """Worker process: read one slice of the window through its own connection."""
     assert _WORKER_SOURCE is not None
-    source = _WORKER_SOURCE.reopened()
+    parent, mark = _WORKER_SOURCE
+    source = parent.reopened()
     builder = TelemetryBuilder()
     with gc_paused():
-        for page in source.pages(*bounds):
+        for page in source.pages(*bounds, since=mark):
             builder.feed(page)
         return builder.build()
 
@@ -106,7 +108,7 @@ def _slices(first_id: str, last_id: str, start: str, end: str, count: int) -> li
 
 
 def _gather_parallel(source: RedisStreamSource, start: str, end: str, workers: int,
-                     progress: Progress | None, total: int) -> Telemetry | None:
+                     progress: Progress | None, total: int, mark: ServerMark) -> Telemetry | None:
     """Read the window in time slices on ``workers`` processes and merge them in order; None if not worth it."""
     global _WORKER_SOURCE
     bounds = source.bounds(start, end)
@@ -115,7 +117,7 @@ def _gather_parallel(source: RedisStreamSource, start: str, end: str, workers: i
     slices = _slices(bounds[0], bounds[1], start, end, workers * 2)
     if len(slices) < 2:
         return None
-    _WORKER_SOURCE = source
+    _WORKER_SOURCE = (source, mark)
     parts: list[Telemetry] = []
     try:
         # fork: the workers inherit the loaded modules (no re-import) and open their own Redis connections.
@@ -139,21 +141,27 @@ def gather(source: Source, window: Window, *, progress: Progress | None = None, 
     """
     started = time.perf_counter()
     total = source.check()
+    # Who serves the stream as the read begins: every page read (here or in a worker) must come from it.
+    mark = source.mark() if isinstance(source, RedisStreamSource) else None
     start = window.start_id
     if window.last is not None:
         first = source.first_id_of_last(window.last, start, window.end_id)
         start = first if first is not None else start
     telemetry = None
-    if (workers > 1 and isinstance(source, RedisStreamSource) and source.reconnect is not None
-            and total >= parallel_min):
-        telemetry = _gather_parallel(source, start, window.end_id, workers, progress, total)
+    if (workers > 1 and isinstance(source, RedisStreamSource) and mark is not None
+            and source.reconnect is not None and total >= parallel_min):
+        telemetry = _gather_parallel(source, start, window.end_id, workers, progress, total, mark)
     if telemetry is None:
         builder = TelemetryBuilder()
         with gc_paused():
-            for page in source.pages(start, window.end_id, progress=progress, total=total if total >= 0 else None):
+            for page in source.pages(start, window.end_id, progress=progress, total=total if total >= 0 else None,
+                                     since=mark):
                 builder.feed(page)
             telemetry = builder.build()
     trimmed = trim_report(source.trim_info(), window.start_id)
+    if isinstance(source, RedisStreamSource) and mark is not None:
+        # The trimming figures too must describe the stream that was read.
+        source.verify_unchanged(mark)
     return Evidence(telemetry, window, source.describe(), trimmed, time.perf_counter() - started)
 
 

@@ -154,7 +154,7 @@ class FeatureBuilder:
                 continue
             try:
                 data = _decode(payload)
-            except (msgspec.DecodeError, UnicodeDecodeError):
+            except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
                 try:
                     data = json.loads(payload.decode("utf-8"))  # strict: JSON is UTF-8; no surrogates
                 except (ValueError, RecursionError):

@@ -228,7 +228,8 @@ class TelemetryBuilder:
         try:
             # One decode call for the whole page into strict structs: the common, well-formed case.
             intents = _BATCH.decode(b"[" + b",".join(payloads) + b"]")
-        except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
+        except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, RecursionError):
+            # RecursionError: one payload nested deeper than the decoder goes; the careful path finds which.
             intents = None
         if intents is None or len(intents) != len(payloads):
             self._feed_careful(ids, payloads)
@@ -256,7 +257,7 @@ class TelemetryBuilder:
         for entry_id, payload in zip(ids, payloads, strict=True):
             try:
                 breakdown: Any = fast(payload).model_breakdown
-            except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
+            except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, RecursionError):
                 breakdown = self._slow_breakdown(payload, entry_id)
                 if breakdown is _SKIPPED:
                     continue

@@ -3,10 +3,15 @@
 Redis comes in through :func:`redis_client` only. Reads are paged XRANGE calls from the cutover ID;
 the next page is fetched on a background thread while the current one is decoded, so network wait
 and decoding overlap. Replies skip redis-py's per-entry dict (a raw response callback).
+
+redis-py reconnects silently, so a read that spans a Redis restart would go on against another
+server. Every paged read therefore notes who served it (:class:`ServerMark`) before and after, and
+fails if the server, the stream, or the window's last entry changed under it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import queue
 import re
@@ -83,6 +88,15 @@ def _describe_error(exc: Exception) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+@dataclasses.dataclass(frozen=True)
+class ServerMark:
+    """Who serves the stream at one moment: compared before and after a read to catch a restart under it."""
+
+    run_id: str | None  # INFO server run_id; None only when the server refuses INFO (an ACL, fakeredis)
+    exists: bool  # the key exists (as a stream)
+    entries_added: int | None  # XINFO STREAM entries-added (Redis 7+); it never falls on the same stream
+
+
 class RedisStreamSource:
     """A ``trade.intent`` stream in Redis, read in pages."""
 
@@ -92,6 +106,7 @@ class RedisStreamSource:
         self.key = key
         self.page_size = page_size
         self.url = mask_url(url) if url else "redis"
+        self._url = url
         # How a worker process opens its own connection (a forked socket must not be shared); None: no workers.
         self.reconnect = reconnect
         # Raw replies: [[id, [field, value, ...]], ...] without a dict per entry (~0.5 s per million).
@@ -124,15 +139,8 @@ class RedisStreamSource:
 
     def trim_info(self) -> dict[str, Any]:
         """What XINFO STREAM says about trimming (Redis 7+: max-deleted-entry-id, entries-added)."""
-        raw = self._call("XINFO", "STREAM", self.key)
-        info: dict[str, Any] = {}
-        if isinstance(raw, dict):
-            items = list(raw.items())
-        else:
-            items = [(raw[i], raw[i + 1]) for i in range(0, len(raw) - 1, 2)]
-        for key, value in items:
-            name = key.decode() if isinstance(key, bytes) else str(key)
-            info[name] = value
+        info = _xinfo_fields(self._call("XINFO", "STREAM", self.key))
+
         def text(value: Any) -> str | None:
             if value is None:
                 return None
@@ -154,8 +162,86 @@ class RedisStreamSource:
         reply = self._call("XREVRANGE", self.key, end, start, "COUNT", count)
         return reply[-1][0].decode("ascii") if reply else None
 
-    def pages(self, start: str, end: str, progress: Progress | None = None, total: int | None = None) -> Iterator[Page]:
-        """Yield pages of raw entries from ``start`` to ``end`` (inclusive), prefetching the next page."""
+    def mark(self) -> ServerMark:
+        """Who serves the stream now: the server's run_id and the stream's entries-added."""
+        try:
+            info = self.client.execute_command("INFO", "server")
+        except redis.ResponseError:
+            # Refused (an ACL without +info, a renamed command, fakeredis): the stream checks still apply.
+            run_id = None
+        except (redis.RedisError, OSError) as exc:
+            raise self._fail(exc) from exc
+        else:
+            run_id = _run_id(info)
+            if run_id is None:
+                # A real server always reports one; an INFO answer without it is not trusted to mean "same".
+                raise TelemetryError(f"Redis at {self.url}: INFO server gives no run_id, so a restart during the "
+                                     "read could not be noticed")
+        try:
+            raw = self.client.execute_command("XINFO", "STREAM", self.key)
+        except redis.ResponseError as exc:
+            if self._call("TYPE", self.key) in (b"none", "none"):
+                return ServerMark(run_id, False, None)
+            raise self._fail(exc) from exc
+        except (redis.RedisError, OSError) as exc:
+            raise self._fail(exc) from exc
+        added = _xinfo_fields(raw).get("entries-added")
+        return ServerMark(run_id, True, int(added) if added is not None else None)
+
+    def _changed(self, before: ServerMark, now: ServerMark) -> str | None:
+        """Why ``now`` is not the server and stream of ``before``, or None."""
+        if before.run_id != now.run_id:
+            return (f"the Redis server changed during the read (run_id {_short(before.run_id)} -> "
+                    f"{_short(now.run_id)}): it restarted or failed over, so the entries read may come from two "
+                    "servers; run the command again")
+        if before.exists and not now.exists:
+            return "the stream vanished during the read (deleted, or Redis restarted empty); run the command again"
+        if before.entries_added is not None and now.entries_added is not None and (
+                now.entries_added < before.entries_added):
+            return (f"the stream was recreated during the read (entries-added fell from {before.entries_added} to "
+                    f"{now.entries_added}: deleted, or Redis restarted); run the command again")
+        return None
+
+    def verify_unchanged(self, before: ServerMark) -> None:
+        """Raise TelemetryError unless the same server still holds the same stream as at ``before``."""
+        why = self._changed(before, self.mark())
+        if why is not None:
+            raise TelemetryError(f"Redis at {self.url} (stream {self.key}): {why}")
+
+    def _window_last(self, start: str, end: str) -> str | None:
+        reply = self._call("XREVRANGE", self.key, end, start, "COUNT", 1)
+        return reply[0][0].decode("ascii") if reply else None
+
+    def _verify_read(self, before: ServerMark, expected_last: str | None, last_read: bytes | None) -> None:
+        """After the last page: the same server and stream, and the read reached the window's last entry."""
+        now = self.mark()
+        why = self._changed(before, now)
+        if why is None and expected_last is not None:
+            got = last_read.decode("ascii") if last_read is not None else None
+            if got is None or parse_stream_id(got) < parse_stream_id(expected_last):
+                # An empty or short page before the window's end is not the end: entries vanished under the read.
+                why = (f"the read ended at {got or 'no entry'}, before {expected_last}, the window's last entry "
+                       "when the read began: entries vanished during the read (Redis restarted or the stream "
+                       "was trimmed or deleted); run the command again")
+            elif before.run_id is None and not self._call("XRANGE", self.key, expected_last, expected_last):
+                # Without a run_id only the stream tells: the window's last entry at the start must still be there.
+                why = (f"{expected_last}, the window's last entry when the read began, is gone: the stream was "
+                       "replaced during the read (Redis restarted or the key was recreated); run the command again")
+        if why is not None:
+            raise TelemetryError(f"Redis at {self.url} (stream {self.key}): {why}")
+
+    def pages(self, start: str, end: str, progress: Progress | None = None, total: int | None = None, *,
+              since: ServerMark | None = None) -> Iterator[Page]:
+        """Yield pages of raw entries from ``start`` to ``end`` (inclusive), prefetching the next page.
+
+        The read is checked against ``since`` (default: the server as the read begins) at its start and end:
+        a restart, a vanished or recreated stream, or a read that stops short of the window's last entry
+        as it stood at the start raise TelemetryError after the last page instead of passing as a short read.
+        """
+        before = self.mark() if since is None else since
+        if since is not None:
+            self.verify_unchanged(since)
+        expected_last = self._window_last(start, end)
         handoff: queue.Queue[Any] = queue.Queue(maxsize=2)
         stop = threading.Event()
         size = self.page_size
@@ -179,16 +265,19 @@ class RedisStreamSource:
         worker = threading.Thread(target=produce, name="qtsafe-xrange", daemon=True)
         worker.start()
         read = 0
+        last_read: bytes | None = None
         try:
             while True:
                 item = handoff.get()
                 if item is None:
+                    self._verify_read(before, expected_last, last_read)
                     return
                 if isinstance(item, BaseException):
                     if isinstance(item, (redis.RedisError, OSError)):
                         raise self._fail(item) from item
                     raise item
                 read += len(item)
+                last_read = item[-1][0]
                 if progress is not None:
                     progress(read, total)
                 yield item
@@ -228,7 +317,31 @@ class RedisStreamSource:
         """The same stream through a new connection (for a worker process)."""
         if self.reconnect is None:
             raise TelemetryError("this source cannot open another connection")
-        return RedisStreamSource(self.reconnect(), self.key, page_size=self.page_size, reconnect=self.reconnect)
+        return RedisStreamSource(self.reconnect(), self.key, page_size=self.page_size, url=self._url,
+                                 reconnect=self.reconnect)
+
+
+def _xinfo_fields(raw: Any) -> dict[str, Any]:
+    """XINFO STREAM's reply (a flat list in RESP2, a map in RESP3) as a dict with str keys."""
+    items = list(raw.items()) if isinstance(raw, dict) else [(raw[i], raw[i + 1]) for i in range(0, len(raw) - 1, 2)]
+    return {(k.decode() if isinstance(k, bytes) else str(k)): v for k, v in items}
+
+
+def _run_id(info: Any) -> str | None:
+    """run_id from INFO server, parsed by redis-py (a dict) or raw text."""
+    if isinstance(info, dict):
+        value = info.get("run_id", info.get(b"run_id"))
+    else:
+        text = info.decode("ascii", "replace") if isinstance(info, bytes) else str(info)
+        found = re.search(r"^run_id:(\S+)", text, re.MULTILINE)
+        value = found.group(1) if found else None
+    if isinstance(value, bytes):
+        value = value.decode("ascii", "replace")
+    return str(value) if value else None
+
+
+def _short(run_id: str | None) -> str:
+    return run_id[:12] if run_id else "unknown"
 
 
 def _id_key(entry_id: str) -> tuple[int, int]:
@@ -302,7 +415,9 @@ class JsonlSource:
             tail.append(entry_id)
         return tail[0].decode("ascii") if tail else None
 
-    def pages(self, start: str, end: str, progress: Progress | None = None, total: int | None = None) -> Iterator[Page]:
+    def pages(self, start: str, end: str, progress: Progress | None = None, total: int | None = None, *,
+              since: ServerMark | None = None) -> Iterator[Page]:
+        """Pages of the export's entries in [start, end]; ``since`` is for Redis sources (a file does not restart)."""
         page: Page = []
         read = 0
         for entry in self._select(start, end):
