@@ -24,6 +24,7 @@ from qtsafe.evidence import gc_paused
 from qtsafe.gate import stall_check
 from qtsafe.reports import render, write_new_report
 from qtsafe.status import Status
+from qtsafe.telemetry.duplicates import count_keys, has_duplicate_keys
 from qtsafe.telemetry.parse import EVENT_TYPE, RawEntry, first_fields
 from qtsafe.telemetry.sources import Progress, RedisStreamSource, Source
 from qtsafe.telemetry.window import Window
@@ -137,7 +138,8 @@ class FeatureBuilder:
         self.fields = fields
         self.read = 0
         self.events = 0
-        self.skipped = {"other_event_type": 0, "no_payload": 0, "bad_json": 0, "payload_not_object": 0}
+        self.skipped = {"other_event_type": 0, "no_payload": 0, "bad_json": 0, "payload_not_object": 0,
+                        "duplicate_key": 0}
         self.features: dict[str, _FeatureAccumulator] = {}
         self.features_not_object = 0  # events whose `features` is present but not an object
         self.newest_ms: int | None = None  # stream time of the newest trade.intent event
@@ -162,6 +164,11 @@ class FeatureBuilder:
                     continue
             if not isinstance(data, dict):
                 self.skipped["payload_not_object"] += 1
+                continue
+            if count_keys(data) != payload.count(b'":') and has_duplicate_keys(payload):
+                # Which of two values the engine used is unknowable; `":` counts each key once in the
+                # producer's compact or spaced-after-colon style, so only odd payloads pay the exact check.
+                self.skipped["duplicate_key"] += 1
                 continue
             self.events += 1
             self.newest_ms = int(_entry_id.partition(b"-")[0])

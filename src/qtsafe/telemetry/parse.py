@@ -21,13 +21,15 @@ import msgspec
 import numpy as np
 
 from qtsafe.checks.quality import VoteDefects
+from qtsafe.telemetry.duplicates import has_duplicate_vote_keys, page_suspect
 
 EVENT_TYPE = b"trade.intent"
 PSEUDO_MODELS = frozenset({"fallback"})
 _ACTION_CODES = {"BUY": 0, "SELL": 1, "HOLD": 2}
 
 # Entry-level skip reasons, in the order reports list them.
-SKIP_REASONS = ("other_event_type", "no_payload", "bad_json", "payload_not_object", "no_breakdown", "bad_breakdown")
+SKIP_REASONS = ("other_event_type", "no_payload", "bad_json", "payload_not_object", "no_breakdown", "bad_breakdown",
+                "duplicate_key")
 INVALID_KINDS = ("missing", "null", "non_numeric", "nan", "inf", "negative")
 BAD_VOTE_KINDS = ("not_an_object", "unknown_action", "bad_flag")
 
@@ -55,12 +57,14 @@ class _StrictVote(msgspec.Struct, gc=False):
 
     action: Literal["BUY", "SELL", "HOLD"]
     confidence: float
-    inactive: bool = False
-    shadow: bool = False
+    # UNSET (falsy) when absent, so duplicates.page_suspect can count the flags that were written.
+    inactive: bool | msgspec.UnsetType = msgspec.UNSET
+    shadow: bool | msgspec.UnsetType = msgspec.UNSET
 
 
 class _StrictIntent(msgspec.Struct, gc=False):
     model_breakdown: dict[str, _StrictVote] | None = None
+    confidence: Any = msgspec.UNSET  # only counted: see duplicates.page_suspect
 
 
 _BATCH = msgspec.json.Decoder(list[_StrictIntent])
@@ -68,6 +72,7 @@ _CONFIDENCE = attrgetter("confidence")
 _ACTION = attrgetter("action")
 _INACTIVE = attrgetter("inactive")
 _SHADOW = attrgetter("shadow")
+_TOP_CONFIDENCE = attrgetter("confidence")
 
 
 def classify_confidence(value: Any) -> tuple[str | None, float]:
@@ -225,13 +230,14 @@ class TelemetryBuilder:
             ids, payloads = self._select_intents(entries)
         if not ids:
             return
+        joined = b"[" + b",".join(payloads) + b"]"
         try:
             # One decode call for the whole page into strict structs: the common, well-formed case.
-            intents = _BATCH.decode(b"[" + b",".join(payloads) + b"]")
+            intents = _BATCH.decode(joined)
         except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, RecursionError):
             # RecursionError: one payload nested deeper than the decoder goes; the careful path finds which.
             intents = None
-        if intents is None or len(intents) != len(payloads):
+        if intents is None or len(intents) != len(payloads) or _page_suspect(joined, intents):
             self._feed_careful(ids, payloads)
         else:
             self._feed_batch(ids, intents)
@@ -255,6 +261,9 @@ class TelemetryBuilder:
         """Entry by entry with the lenient decoder and the generic fallback: every defect classified."""
         fast = _FAST.decode
         for entry_id, payload in zip(ids, payloads, strict=True):
+            if has_duplicate_vote_keys(payload):
+                self._skip("duplicate_key", entry_id)
+                continue
             try:
                 breakdown: Any = fast(payload).model_breakdown
             except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, RecursionError):
@@ -428,6 +437,14 @@ class TelemetryBuilder:
 
 
 _SKIPPED = object()
+
+
+def _page_suspect(joined: bytes, intents: list[_StrictIntent]) -> bool:
+    votes = list(chain.from_iterable(i.model_breakdown.values() for i in intents if i.model_breakdown))
+    top = len(intents) - list(map(_TOP_CONFIDENCE, intents)).count(msgspec.UNSET)
+    inactive = len(votes) - list(map(_INACTIVE, votes)).count(msgspec.UNSET)
+    shadow = len(votes) - list(map(_SHADOW, votes)).count(msgspec.UNSET)
+    return page_suspect(joined, len(votes), top, inactive, shadow)
 
 
 def _vote_from_obj(entry: Any) -> Any:

@@ -1,0 +1,114 @@
+"""Duplicate keys in a payload are a counted defect, never "the last one wins" (issue 10 item 15).
+
+Every place a key can repeat, on the reader's batch path and its careful path, in feature sanity, and through
+the CLI of the gate, scoreboard and feature-sanity. The producer's own payloads never trip the check.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from qtsafe.sanity import FeatureBuilder
+from qtsafe.simulate import generate
+from qtsafe.telemetry.duplicates import has_duplicate_keys
+from qtsafe.telemetry.parse import TelemetryBuilder
+from tests.conftest import xadd_entries
+
+AFTER = "2000-01-01T00:00:00Z"
+VOTES = '"lgbm": {"action": "SELL", "confidence": 0.7}'
+DUPLICATED = {
+    "vote_confidence": '{"confidence": 0.9, "model_breakdown": {"xgb": {"action": "BUY", "confidence": 0.2, '
+                       '"confidence": 0.8}, ' + VOTES + '}}',
+    "vote_action": '{"confidence": 0.9, "model_breakdown": {"xgb": {"action": "BUY", "action": "SELL", '
+                   '"confidence": 0.8}, ' + VOTES + '}}',
+    "model_name": '{"confidence": 0.9, "model_breakdown": {"xgb": {"action": "BUY", "confidence": 0.8}, '
+                  '"xgb": {"action": "SELL", "confidence": 0.6}, ' + VOTES + '}}',
+    "breakdown": '{"confidence": 0.9, "model_breakdown": {"xgb": {"action": "BUY", "confidence": 0.8}}, '
+                 '"model_breakdown": {"xgb": {"action": "SELL", "confidence": 0.6}, ' + VOTES + '}}',
+    "flag": '{"confidence": 0.9, "model_breakdown": {"xgb": {"action": "BUY", "confidence": 0.8, '
+            '"inactive": true, "inactive": false}, ' + VOTES + '}}',
+    "top_level": '{"confidence": 0.9, "confidence": 0.1, "leverage": 5, "model_breakdown": {"xgb": '
+                 '{"action": "BUY", "confidence": 0.8}, ' + VOTES + '}}',
+    "spaced_colon": '{"confidence": 0.9, "model_breakdown": {"xgb": {"action": "BUY", "confidence" : 0.2, '
+                    '"confidence": 0.8}, ' + VOTES + '}}',
+}
+
+
+def _flat(fields: dict[str, str]) -> list[bytes]:
+    return [part.encode() for pair in fields.items() for part in pair]
+
+
+def _page(payload: str, position: int, good: int = 30) -> list[tuple[bytes, list[bytes]]]:
+    entries: list[tuple[bytes, list[bytes]]] = [(e.id.encode(), _flat(e.fields)) for e in generate("healthy", good)]
+    entries.insert(position, (b"9999999999999-0", [b"event_type", b"trade.intent", b"payload", payload.encode()]))
+    return entries
+
+
+def test_the_producers_payloads_have_no_duplicates() -> None:
+    for entry in generate("healthy", 200, seed=3):
+        assert not has_duplicate_keys(entry.fields["payload"].encode())
+    builder = TelemetryBuilder()
+    builder.feed([(e.id.encode(), _flat(e.fields)) for e in generate("healthy", 500, seed=4)])
+    assert builder.build().skipped["duplicate_key"] == 0
+
+
+@pytest.mark.parametrize("position", [0, 15, 30])
+@pytest.mark.parametrize("where", list(DUPLICATED))
+def test_a_duplicated_key_is_one_counted_entry(where: str, position: int) -> None:
+    builder = TelemetryBuilder()
+    builder.feed(_page(DUPLICATED[where], position))
+    t = builder.build()
+    assert t.read == 31 and t.evaluated == 30
+    assert t.skipped["duplicate_key"] == 1 and t.skip_examples["duplicate_key"] == "9999999999999-0"
+    assert t.reconciliation()["balanced"]
+
+
+@pytest.mark.parametrize("where", ["top_level", "vote_confidence"])
+def test_feature_sanity_counts_it_too(where: str) -> None:
+    builder = FeatureBuilder(("confidence", "leverage"))
+    builder.feed(_page(DUPLICATED[where], 10))
+    assert builder.read == 31 and builder.events == 30 and builder.skipped["duplicate_key"] == 1
+
+
+@pytest.fixture
+def duplicated_stream(fake_redis: Any) -> list[dict[str, Any]]:
+    entries = [{"id": e.id, "fields": e.fields} for e in generate("healthy", 600)]
+    ms = int(entries[299]["id"].split("-")[0])
+    entries.insert(300, {"id": f"{ms}-1", "fields": {"event_type": "trade.intent",
+                                                     "payload": DUPLICATED["model_name"]}})
+    xadd_entries(fake_redis, entries)
+    return entries
+
+
+@pytest.mark.parametrize(("command", "key"), [
+    (("quality-gate", "--mode", "canary", "--after", AFTER), "reconciliation"),
+    (("scoreboard", "--after", AFTER), "reconciliation"),
+    (("feature-sanity", "--after", AFTER), None),
+])
+def test_cli_reports_the_duplicate(duplicated_stream: list[dict[str, Any]], run_cli: Any, tmp_path: Path,
+                                   command: tuple[str, ...], key: str | None) -> None:
+    r = run_cli(*command, "--base-dir", str(tmp_path), "--json")
+    assert r.exit_code == 0, r.output
+    data = json.loads(r.stdout)
+    skipped = data[key]["skipped"] if key else data["skipped"]
+    assert skipped["duplicate_key"] == 1
+
+
+def test_both_reader_paths_classify_alike() -> None:
+    """A repeat the gate does not read (a top-level "leverage") is ignored by both paths; one it reads is counted
+    by both. The careful path is forced by a NaN token elsewhere on the page."""
+    unread = '{"leverage": 5, "leverage": 6, "model_breakdown": {"xgb": {"action": "BUY", "confidence": 0.8}}}'
+    read = DUPLICATED["vote_action"]
+    nan_entry = '{"model_breakdown": {"xgb": {"action": "BUY", "confidence": NaN}}}'
+    for payload, expected in ((unread, 0), (read, 1)):
+        batch, careful = TelemetryBuilder(), TelemetryBuilder()
+        batch.feed(_page(payload, 5))
+        page = _page(payload, 5)
+        page.append((b"9999999999999-1", [b"event_type", b"trade.intent", b"payload", nan_entry.encode()]))
+        careful.feed(page)
+        assert batch.build().skipped["duplicate_key"] == expected
+        assert careful.build().skipped["duplicate_key"] == expected
