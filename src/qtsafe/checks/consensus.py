@@ -20,6 +20,7 @@ from qtsafe.checks.dependence import critical_z, effective_sample_size, wilson_b
 from qtsafe.checks.quality import FAIL, Finding
 
 NO_VOTE = -1
+BUY, SELL, HOLD = 0, 1, 2
 
 # Per-event outcome of one model against the others' consensus (int8 codes).
 ABSENT, FEW_OTHERS, TIE, AGREE_SIDE, AGREE_HOLD, SOFT, HARD = range(7)
@@ -68,20 +69,20 @@ def vote_matrix(events: int, columns: Mapping[str, Any], *, shadow: Mapping[str,
 
 @dataclasses.dataclass(frozen=True)
 class ConsensusSeries:
-    """One outcome code per event per model (``codes[e, m]``, see OUTCOME_NAMES) and the consensus itself."""
+    """One outcome code per model per event (``codes[m, e]``, see OUTCOME_NAMES) and the consensus itself."""
 
     names: tuple[str, ...]
-    codes: np.ndarray  # (events, models) int8
-    consensus: np.ndarray  # (events, models) int8: the others' plurality action, NO_VOTE where none
+    codes: np.ndarray  # (models, events) int8
+    consensus: np.ndarray  # (models, events) int8: the others' plurality action, NO_VOTE where none
 
     @property
     def events(self) -> int:
-        return int(self.codes.shape[0])
+        return int(self.codes.shape[1])
 
     def figures(self, name: str, start: int = 0, stop: int | None = None) -> ConsensusFigures:
         """Counts and effective sizes over events [start, stop) for one model."""
         j = self.names.index(name)
-        codes = self.codes[start:stop, j]
+        codes = self.codes[j, start:stop]
         counts = np.bincount(codes, minlength=len(OUTCOME_NAMES))
         sided = codes[(codes == AGREE_SIDE) | (codes == HARD)]
         judged = codes[codes >= AGREE_SIDE]
@@ -101,7 +102,7 @@ class ConsensusSeries:
     def recent_start(self, name: str, votes: int) -> int:
         """The event index where the model's last ``votes`` votes begin (0 if it has fewer)."""
         j = self.names.index(name)
-        present = np.flatnonzero(self.codes[:, j] != ABSENT)
+        present = np.flatnonzero(self.codes[j] != ABSENT)
         return int(present[-votes]) if 0 < votes <= present.shape[0] else 0
 
 
@@ -147,30 +148,38 @@ def _json(value: float) -> float | None:
 
 
 def leave_one_out(matrix: VoteMatrix) -> ConsensusSeries:
-    """Every model's vote against the plurality of the other voting models, event by event (vectorised)."""
-    actions = matrix.actions
-    events, models = actions.shape
-    voting = np.broadcast_to(matrix.voting, actions.shape) & (actions >= 0)
-    onehot = [(actions == k) & voting for k in range(3)]
-    totals = np.stack([hot.sum(axis=1, dtype=np.int16) for hot in onehot], axis=1)  # (events, 3)
-    codes = np.empty((events, models), dtype=np.int8)
-    consensus = np.empty((events, models), dtype=np.int8)
+    """Every model's vote against the plurality of the other voting models, event by event (vectorised).
+
+    Work is done on contiguous per-model rows (models, events) in int8: a handful of passes over the
+    events per model, no per-event Python code.
+    """
+    actions = np.ascontiguousarray(matrix.actions.T)
+    models, events = actions.shape
+    voting = np.ascontiguousarray(np.broadcast_to(matrix.voting, matrix.actions.shape).T) & (actions >= 0)
+    if models > 120:
+        raise ValueError("more than 120 models do not fit the int8 vote counts")
+    hot = [[(actions[j] == k) & voting[j] for j in range(models)] for k in range(3)]
+    totals = [np.sum(hot[k], axis=0, dtype=np.int8) if models else np.zeros(events, np.int8) for k in range(3)]
+    codes = np.empty((models, events), dtype=np.int8)
+    consensus = np.empty((models, events), dtype=np.int8)
     for j in range(models):
-        mine = actions[:, j]
-        others = totals - np.stack([hot[:, j] for hot in onehot], axis=1).astype(np.int16)
-        top = others.max(axis=1)
-        tied = (others == top[:, None]).sum(axis=1) > 1
-        few = others.sum(axis=1) < 2
-        winner = others.argmax(axis=1).astype(np.int8)
-        has = ~few & ~tied
-        consensus[:, j] = np.where(has, winner, NO_VOTE)
-        code = np.where(few, FEW_OTHERS, np.where(tied, TIE, SOFT)).astype(np.int8)
-        both_side = (mine < 2) & (winner < 2)
-        code[has & (mine == winner) & both_side] = AGREE_SIDE
-        code[has & (mine == winner) & (mine == 2)] = AGREE_HOLD
-        code[has & both_side & (mine != winner) & (mine >= 0)] = HARD
+        mine = actions[j]
+        buy, sell, hold = (totals[k] - hot[k][j].view(np.int8) for k in range(3))
+        top = np.maximum(np.maximum(buy, sell), hold)
+        at_buy, at_sell = buy == top, sell == top
+        tied = (at_buy.view(np.int8) + at_sell.view(np.int8) + (hold == top).view(np.int8)) > 1
+        few = (buy + sell + hold) < 2
+        winner = np.where(at_buy, np.int8(BUY), np.where(at_sell, np.int8(SELL), np.int8(HOLD)))
+        has = ~(few | tied)
+        consensus[j] = np.where(has, winner, np.int8(NO_VOTE))
+        same = has & (mine == winner)
+        sided = (mine < HOLD) & (winner < HOLD)
+        code = np.where(few, np.int8(FEW_OTHERS), np.where(tied, np.int8(TIE), np.int8(SOFT)))
+        code[same & sided] = AGREE_SIDE
+        code[same & (mine == HOLD)] = AGREE_HOLD
+        code[has & sided & ~same & (mine >= 0)] = HARD
         code[mine < 0] = ABSENT
-        codes[:, j] = code
+        codes[j] = code
     return ConsensusSeries(matrix.names, codes, consensus)
 
 
@@ -197,19 +206,21 @@ def fleiss_kappa(counts: np.ndarray) -> Kappa:
     ratings, P-e = sum_j p_j^2 and kappa = (P-bar - P-e) / (1 - P-e). With equal n_i it is exactly
     Fleiss' formula. Events with fewer than two raters carry no agreement and are left out.
     """
-    c = np.asarray(counts, dtype=np.int64)
+    c = np.asarray(counts)
     if c.ndim != 2:
         raise ValueError("counts must be (events, categories)")
-    raters = c.sum(axis=1)
+    columns = [c[:, k].astype(np.float64) for k in range(c.shape[1])]
+    raters = sum(columns, np.zeros(c.shape[0]))
     keep = raters >= 2
-    c, raters = c[keep], raters[keep]
-    n = int(c.shape[0])
+    n = int(np.count_nonzero(keep))
     if n == 0:
         nan = float("nan")
         return Kappa(0, 0, 0, nan, nan, nan)
-    per_event = (np.square(c).sum(axis=1) - raters) / (raters * (raters - 1))
-    observed = float(per_event.mean())
-    shares = c.sum(axis=0) / raters.sum()
+    columns = [col[keep] for col in columns]
+    raters = raters[keep]
+    squares = sum((col * col for col in columns), np.zeros(n))
+    observed = float(((squares - raters) / (raters * (raters - 1))).mean())
+    shares = np.array([col.sum() for col in columns]) / raters.sum()
     expected = float(np.square(shares).sum())
     kappa = (observed - expected) / (1.0 - expected) if expected < 1.0 else float("nan")
     return Kappa(n, int(raters.min()), int(raters.max()), observed, expected, kappa)
