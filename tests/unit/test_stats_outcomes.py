@@ -27,15 +27,18 @@ from qtsafe.checks.outcomes import (
     PENDING,
     STALE,
     UP,
-    PairedComparison,
     PriceSeries,
+    Realised,
     hits,
+    realised_direction,
+    score_model,
+)
+from qtsafe.checks.paired import (
+    PairedComparison,
     mcnemar_exact,
     non_inferiority,
     paired_comparison,
     paired_difference_bounds,
-    realised_direction,
-    score_model,
 )
 from qtsafe.status import Status
 
@@ -166,7 +169,6 @@ def test_score_model_against_scipy_and_a_naive_brier() -> None:
     status = np.where(np.arange(n) % 2 == 0, UP, DOWN).astype(np.int8)
     status[-5:] = PENDING
     status[10] = NO_PRICE
-    from qtsafe.checks.outcomes import Realised
     realised = Realised(status, np.zeros(n), 60_000)
     action = np.zeros(n, dtype=np.int8)  # always BUY: hits alternate 1, 0, 1, 0 (n_eff clipped to n)
     action[20:30] = 2  # HOLD: not scored
