@@ -19,6 +19,7 @@ from qtsafe.checks.dependence import (
     beyond_limit,
     critical_z,
     effective_sample_size,
+    mean_beyond_limit,
     proportion_evidence,
     quantile_bounds,
     spread_beyond_limit,
@@ -244,3 +245,26 @@ def test_a_healthy_watch_near_its_limit_rarely_false_alarms_with_evidence_and_sp
         evidence_alarms += evidence
     assert point_alarms >= runs // 2
     assert evidence_alarms <= 1
+
+
+# --- means (ensemble agreement) -------------------------------------------------------------------
+
+def test_mean_evidence_matches_the_normal_formula_and_covers() -> None:
+    rng = np.random.default_rng(13)
+    shares = rng.choice([0.5, 2 / 3, 0.75, 1.0], size=300, p=[0.2, 0.3, 0.3, 0.2])
+    ev = mean_beyond_limit(shares, 0.55, "min", alpha=0.025)
+    n_eff = effective_sample_size(shares)
+    half = stats.norm.isf(0.025) * shares.std() / math.sqrt(n_eff)
+    assert (ev.estimate, ev.low, ev.high) == (pytest.approx(shares.mean()), pytest.approx(shares.mean() - half),
+                                              pytest.approx(shares.mean() + half))
+    assert not ev.violated
+    assert mean_beyond_limit(np.full(200, 0.45), 0.55, "min").violated  # a constant series is its own evidence
+    assert not mean_beyond_limit(np.array([0.4]), 0.55, "min").violated  # one value: nothing established
+    assert math.isnan(mean_beyond_limit(np.array([]), 0.55, "min").estimate)
+    # Coverage under regimes: AR(1) around 0.7.
+    misses = 0
+    for _ in range(200):
+        x = 0.7 + 0.1 * ar1(rng, 400, 0.8) * math.sqrt(1 - 0.64)
+        e = mean_beyond_limit(x, 0.0, "max", alpha=0.025)
+        misses += not e.low <= 0.7 <= e.high
+    assert misses / 200 < 0.12

@@ -7,7 +7,8 @@ makes neighbouring events alike, so n correlated events carry the evidence of fe
 - :func:`effective_sample_size`: Geyer's initial positive (monotone) sequence estimator of the
   integrated autocorrelation time, n_eff = n / tau, clipped to [1, n].
 - :func:`beyond_limit`: Wilson score bounds for a proportion with n_eff in place of n (a Kish
-  design effect), compared one-sided with the limit.
+  design effect), compared one-sided with the limit; :func:`mean_beyond_limit` the same for the mean
+  of a real-valued series (ensemble agreement is a mean of per-event plurality shares).
 - :func:`std_beyond_limit` / :func:`spread_beyond_limit`: bootstrap-free bounds for the confidence
   std (asymptotic variance of the sample variance) and for P90-P10 (distribution-free order-statistic
   bounds of each quantile), each with its own effective sample size.
@@ -187,6 +188,27 @@ def proportion_evidence(indicator: np.ndarray, limit: float, side: Side, alpha: 
     return beyond_limit(int(np.count_nonzero(x)), int(x.shape[0]), limit, side, effective_sample_size(x), alpha)
 
 
+def mean_beyond_limit(values: np.ndarray, limit: float, side: Side, alpha: float = 0.05) -> Evidence:
+    """Is the mean of a real-valued series (e.g. the per-event plurality share behind ensemble agreement)
+    beyond ``limit``? Normal bounds mean -/+ z * sd / sqrt(n_eff), n_eff from the series' autocorrelation.
+    With no spread at all the bounds are the mean itself (a constant series is its own evidence)."""
+    _check_side(side)
+    _check_alpha(alpha)
+    x = np.asarray(values, dtype=np.float64)
+    n = int(x.shape[0])
+    if n == 0:
+        return Evidence(float("nan"), float("-inf"), float("inf"), False)
+    mean, sd = float(x.mean()), float(x.std())
+    z = critical_z(alpha)
+    if sd == 0.0:
+        half = 0.0 if n > 1 and math.isfinite(z) else float("inf")
+    else:
+        half = z * sd / math.sqrt(effective_sample_size(x)) if n > 1 else float("inf")
+    low, high = mean - half, mean + half
+    violated = low > limit if side == "max" else high < limit
+    return Evidence(mean, low, high, violated)
+
+
 def std_beyond_limit(values: np.ndarray, limit: float, side: Side = "min", alpha: float = 0.05) -> Evidence:
     """Population std of ``values`` against a limit (the collapsed-confidence rule is ``side="min"``).
 
@@ -312,6 +334,7 @@ __all__ = [
     "beyond_limit",
     "critical_z",
     "effective_sample_size",
+    "mean_beyond_limit",
     "normal_quantile",
     "proportion_evidence",
     "quantile_bounds",
