@@ -322,7 +322,11 @@ def judge_relative(evidence: Sequence[RelativeEvidence], *, scope: str = "whole 
         if not ev.violated:
             continue
         rates = [rate for _, rate, _ in ev.others]
-        others = f"others {_pct(min(rates))}-{_pct(max(rates))}" if len(rates) > 1 else f"other {_pct(rates[0])}"
+        low_rate, high_rate = _pct(min(rates)), _pct(max(rates))
+        if len(rates) == 1:
+            others = f"other {low_rate}"
+        else:
+            others = f"others {low_rate}" if low_rate == high_rate else f"others {low_rate[:-2]}-{high_rate}"
         before = (f"; {ev.name} before the cutover {_pct(ev.baseline_rate)}" if ev.baseline_rate is not None
                   else "; no baseline before the cutover")
         out.append(Finding(

@@ -1,10 +1,11 @@
-"""Outcomes: what the price did after each vote, hit rates and Brier scores, canary against baseline.
+"""Outcomes: what the price did after each vote, and each model's hit rate and Brier score.
 
 The realised direction of an event at time t for symbol s over horizon H is the sign of the move from
 its start price (the event's own ``entry_price``, or with market data the last price at or before t)
 to the first price of s at or after t + H (the stream's own later ``entry_price`` by default, or the
 market-data series). An event whose horizon has not passed is PENDING and one whose horizon passed
-with no later price yet is AWAITING: neither is ever guessed. Formulas and reasons: docs/verdicts.md.
+with no later price yet is AWAITING: neither is ever guessed. Canary against baseline on the same
+events is in :mod:`qtsafe.checks.paired`. Formulas and reasons: docs/verdicts.md.
 """
 
 from __future__ import annotations
