@@ -291,3 +291,19 @@ def test_the_recent_window_catches_a_late_break() -> None:
     recent = {n: series.figures(n, start) for n in MODELS}
     assert not judge_relative(relative_evidence(whole, None))
     assert [f.subject for f in judge_relative(relative_evidence(recent, None), scope="recent 400")] == ["patchtst"]
+
+
+def test_the_shape_rules_pass_a_backwards_model_that_the_relative_rule_fails() -> None:
+    """The gap of issue 12: a healthy shape, the wrong direction. Today's per-model rules see nothing."""
+    from qtsafe.checks.quality import judge_stats, model_stats
+    from qtsafe.config import Thresholds
+
+    matrix = ensemble("backwards", events=1000)
+    patchtst = matrix.actions[:, MODELS.index("patchtst")]
+    conf = np.where(patchtst == 2, 0.55, 0.8) + np.random.default_rng(1).uniform(-0.15, 0.15, 1000)
+    shape = judge_stats(model_stats(patchtst, conf, Thresholds()), Thresholds(), subject="patchtst",
+                        scope="whole window", min_events=200)
+    assert shape == []
+    series = leave_one_out(matrix)
+    findings = judge_relative(relative_evidence({n: series.figures(n) for n in MODELS}, None))
+    assert [f.subject for f in findings] == ["patchtst"]
