@@ -32,6 +32,7 @@ from qtsafe.checks.outcomes import (
     hits,
     realised_direction,
     score_model,
+    symbol_codes,
 )
 from qtsafe.checks.paired import (
     PairedComparison,
@@ -141,6 +142,12 @@ def test_realised_direction_from_market_data() -> None:
     # Event 1: start 5.0, end: nothing at or after 3,000 yet for symbol 1 but now is 2,600 -> pending.
     assert r.status.tolist() == [DOWN, PENDING]
     assert r.move[0] == pytest.approx(math.log(9.0 / 10.0))
+
+
+def test_symbol_codes_are_shared_between_events_and_market_data() -> None:
+    (events, market), names = symbol_codes(["ETHUSDT", "BTCUSDT", "ETHUSDT"], ["BTCUSDT", "SOLUSDT"])
+    assert names == ("BTCUSDT", "ETHUSDT", "SOLUSDT")
+    assert events.tolist() == [1, 0, 1] and market.tolist() == [0, 2]
 
 
 def test_realised_direction_rejects_bad_input() -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -45,6 +46,15 @@ class Realised:
     def counts(self) -> dict[str, int]:
         found = np.bincount(self.status, minlength=len(STATUS_NAMES))
         return {name: int(found[i]) for i, name in enumerate(STATUS_NAMES)}
+
+
+def symbol_codes(*columns: Sequence[str]) -> tuple[list[np.ndarray], tuple[str, ...]]:
+    """Map symbol strings of several columns (e.g. the events' and the market data's) to one shared set of
+    int codes, as :func:`realised_direction` needs. Returns the code arrays and the names by code."""
+    names = tuple(sorted(set().union(*(set(column) for column in columns))))
+    index = {name: code for code, name in enumerate(names)}
+    return [np.fromiter(map(index.__getitem__, column), dtype=np.int64, count=len(column))
+            for column in columns], names
 
 
 def _sorted_keys(symbols: np.ndarray, ms: np.ndarray, origin: int, span: int) -> tuple[np.ndarray, np.ndarray]:
@@ -240,4 +250,5 @@ __all__ = [
     "hits",
     "realised_direction",
     "score_model",
+    "symbol_codes",
 ]
