@@ -62,8 +62,10 @@ class QtsafeGroup(click.Group):
         debug = "--debug" in argv or os.environ.get("QTSAFE_DEBUG", "") not in ("", "0")
         error_line = ""
         RUN.clear()
-        # Known before anything can fail, so an error is recorded under the same series as a success.
-        RUN["command"] = _series_for_argv(self, argv)
+        # Known before anything can fail, so an error is recorded under the same series as a success. Only
+        # when gauges are kept: resolving it runs the options' callbacks once more (and imports what they need).
+        if os.environ.get("QTSAFE_METRICS_FILE") or any(a.startswith("--metrics-file") for a in argv):
+            RUN["command"] = _series_for_argv(self, argv)
         try:
             code = super().main(
                 args=argv, prog_name=prog_name or "qtsafe", complete_var=complete_var,

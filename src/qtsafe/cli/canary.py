@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import shlex
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from qtsafe.canary import lifecycle
 from qtsafe.cli.options import base_dir_option, finish, json_option, load, redis_options
+
+if TYPE_CHECKING:  # the library loads when a subcommand runs, so `qtsafe canary --help` stays fast
+    from qtsafe.canary import lifecycle
 
 unit_option = click.option("--unit", envvar="QTSAFE_UNIT", show_envvar=True,
                            help="systemd unit of the engine (default quantum-ai-engine.service).")
@@ -123,6 +125,8 @@ def activate(ctx: click.Context, model: str, share: float | None, env_key: str |
             from qtsafe.telemetry import open_source as opener
 
             return opener(s, events_file)
+    from qtsafe.canary import lifecycle
+
     result = lifecycle.activate(settings, model=model, share=share, env_key=env_key, env_value=env_value,
                                 after=after, dry_run=dry_run, open_source=open_source)
     return finish(result, as_json, lambda: _render_activation(result))
@@ -164,6 +168,8 @@ def rollback(ctx: click.Context, reason: str, yes: bool, last: bool, trigger: st
     """
     settings = load(ctx, {"unit": unit, "base_dir": base_dir})
     confirm = _confirm(yes)
+    from qtsafe.canary import lifecycle
+
     if last:
         result = lifecycle.rollback_last(settings, reason=reason, confirm=confirm)
     else:
@@ -199,6 +205,8 @@ def promote(ctx: click.Context, to: str, reason: str, unit: str | None, base_dir
       qtsafe canary promote --to 0.25 --reason "6 h monitor clean"
     """
     settings = load(ctx, {"unit": unit, "base_dir": base_dir})
+    from qtsafe.canary import lifecycle
+
     result = lifecycle.promote(settings, to=float(to), reason=reason)
     return finish(result, as_json, lambda: _render_promotion(result))
 
@@ -239,5 +247,7 @@ def status(ctx: click.Context, unit: str | None, base_dir: str | None, as_json: 
       qtsafe canary status --json
     """
     settings = load(ctx, {"unit": unit, "base_dir": base_dir})
+    from qtsafe.canary import lifecycle
+
     result = lifecycle.canary_status(settings)
     return finish(result, as_json, lambda: _render_status(result))

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from qtsafe.cli.options import finish, json_option, load, read_overrides, redis_options
-from qtsafe.simulate import MARKETS, MODELS, SCENARIOS
+from qtsafe.scenarios import MARKETS, MODELS, SCENARIOS
 
 
 @click.command("simulate")
