@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import re
@@ -35,7 +36,38 @@ def _cell(value: Any) -> str:
     return visible(value).replace("|", "\\|")
 
 
+class _QuietCache(jinja2.FileSystemBytecodeCache):
+    """Compiled templates kept between runs (compiling them was a fifth of a gate's start-up). A cache that cannot
+    be read or written is no cache: the template compiles as before, and no report fails for it."""
+
+    def load_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        try:
+            super().load_bytecode(bucket)
+        except (OSError, ValueError, EOFError):
+            bucket.reset()
+
+    def dump_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        with contextlib.suppress(OSError):
+            super().dump_bytecode(bucket)
+
+
+def _bytecode_cache() -> jinja2.BytecodeCache | None:
+    """``$XDG_CACHE_HOME/qtsafe`` (or ``~/.cache/qtsafe``), private to the user; none if it cannot be made.
+    The bucket key includes the template's source checksum, so an edited template is never served stale."""
+    import os
+    import sys
+
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    directory = Path(base) / "qtsafe" / f"jinja-{jinja2.__version__}-py{sys.version_info[0]}{sys.version_info[1]}"
+    try:
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError:
+        return None
+    return _QuietCache(str(directory))
+
+
 _ENV = jinja2.Environment(
+    bytecode_cache=_bytecode_cache(),
     loader=jinja2.PackageLoader("qtsafe", "reports/templates"),
     undefined=jinja2.StrictUndefined,
     keep_trailing_newline=True,
