@@ -9,6 +9,7 @@ fail-closed.
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import pytest
@@ -19,7 +20,7 @@ from qtsafe.status import Status, exit_code_for
 from qtsafe.telemetry import RedisStreamSource
 from tests.canary.conftest import Root
 from tests.conftest import STREAM
-from tests.monitor.conftest import FastClock, activated  # noqa: F401 - fixture
+from tests.monitor.conftest import FastClock, activated, write_events  # noqa: F401 - fixture
 from tests.monitor.test_monitor import producer
 
 
@@ -31,6 +32,8 @@ def test_a_full_watch_of_the_configured_duration_allows_promotion(
     # The monitor itself writes the record (no hand-made journal): watch, then promote with the same settings.
     settings = root.settings(**{"monitor.duration": duration, "monitor.heartbeat_max_age": 2 * interval})
     start = activated["at"]
+    # The producer ran before the canary (the gate needed its events): a stream exists, not judged.
+    write_events(fake_redis, "healthy", 5, start - dt.timedelta(hours=2), start - dt.timedelta(hours=1), seed=99)
     clock = FastClock(start, producer(fake_redis, start=start))
     watched = mon.run_monitor(settings, RedisStreamSource(fake_redis, STREAM), clock=clock, interval=interval)
     assert watched.status is Status.COMPLETED, watched.summary

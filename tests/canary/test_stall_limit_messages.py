@@ -19,7 +19,7 @@ from qtsafe.telemetry.window import window_between
 from qtsafe.timeutil import format_duration
 from tests.canary.conftest import Root
 from tests.conftest import STREAM
-from tests.monitor.conftest import FastClock, activated  # noqa: F401 - fixture
+from tests.monitor.conftest import FastClock, activated, write_events  # noqa: F401 - fixture
 from tests.monitor.test_monitor import producer
 
 
@@ -54,6 +54,7 @@ def test_monitor_stall_violation_shows_a_sub_minute_limit(root: Root, activated:
                                                           fake_redis: Any) -> None:
     settings = root.settings(**{"monitor.stall_limit": 45.0})
     start = activated["at"]
+    write_events(fake_redis, "healthy", 5, start - dt.timedelta(hours=2), start - dt.timedelta(hours=1), seed=99)
     clock = FastClock(start, producer(fake_redis, lambda elapsed: "healthy" if elapsed < 60 else None, start))
     result = mon.run_monitor(settings, RedisStreamSource(fake_redis, STREAM), clock=clock, interval=30)
     assert result.status is Status.FAIL

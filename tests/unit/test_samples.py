@@ -28,7 +28,7 @@ def test_all_samples_reconcile() -> None:
     assert t.read == 12
     assert t.evaluated == 9
     assert t.skipped == {"other_event_type": 1, "no_payload": 0, "bad_json": 1, "payload_not_object": 0,
-                         "no_breakdown": 1, "bad_breakdown": 0}
+                         "no_breakdown": 1, "bad_breakdown": 0, "duplicate_key": 0}
     assert t.reconciliation()["balanced"] is True
     assert sorted(t.models) == ["lgbm", "nhits", "patchtst", "tft", "xgb"]
     for m in t.models.values():
