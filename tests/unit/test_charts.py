@@ -1,0 +1,99 @@
+"""Charts: valid PNGs of the stated size, drawn from the report's own numbers, and never evidence (a failure is a
+one-line note). The results come from the real commands over simulated telemetry."""
+
+from __future__ import annotations
+
+import copy
+import json
+import struct
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+import pytest
+
+from qtsafe.reports.charts import WIDTH_PX, draw, figure_for
+
+matplotlib.use("Agg", force=True)
+import matplotlib.pyplot as plt  # noqa: E402
+
+CUTOVER = "2026-01-10T05:00:00Z"
+
+
+def _png_size(png: bytes) -> tuple[int, int]:
+    assert png[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
+    assert png[12:16] == b"IHDR"
+    width, height = struct.unpack(">II", png[16:24])
+    return width, height
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
+    base = tmp_path_factory.mktemp("charts")
+    events = base / "bias.jsonl"
+    qtsafe = [sys.executable, "-m", "qtsafe"]
+    subprocess.run([*qtsafe, "simulate", "--scenario", "majority-bias", "--events", "800", "--end",
+                    "2026-01-10T06:00:00Z", "--out", str(events)], check=True, capture_output=True)
+    out = {}
+    for kind, args in (("gate", ["quality-gate", "--mode", "canary"]), ("scoreboard", ["scoreboard"])):
+        done = subprocess.run([*qtsafe, *args, "--after", CUTOVER, "--events", str(events), "--base-dir", str(base),
+                               "--json"], capture_output=True, text=True)
+        out[kind] = json.loads(done.stdout)
+    return out
+
+
+@pytest.mark.parametrize("kind", ["gate", "scoreboard"])
+def test_a_chart_is_a_png_of_the_stated_size(results: dict[str, dict[str, Any]], kind: str) -> None:
+    chart = draw(kind, results[kind])
+    assert chart.drawn and chart.note == ""
+    assert chart.png is not None and _png_size(chart.png) == (chart.width, chart.height)
+    assert chart.width == WIDTH_PX and chart.height == 80 + 260 * len(results[kind]["models"])
+
+
+def test_the_chart_shows_the_reports_numbers(results: dict[str, dict[str, Any]]) -> None:
+    """Feed a copy whose figures were changed: the drawn texts follow the copy, so nothing is recomputed."""
+    data = copy.deepcopy(results["gate"])
+    xgb = next(m for m in data["models"] if m["name"] == "xgb")
+    xgb["whole"]["action_share"]["BUY"] = 0.123
+    xgb["whole"]["p90"], xgb["whole"]["p10"] = 0.777, 0.321
+    for row in data["thresholds"]:
+        if row["rule"] == "majority_max":
+            row["value"] = 0.66
+    figure, _ = figure_for("gate", data, plt)
+    texts = {t.get_text() for ax in figure.axes for t in ax.texts}
+    plt.close(figure)
+    assert "12 %" in texts and "P90 0.777" in texts and "P10 0.321" in texts and "P90-P10 0.456" in texts
+    assert "majority limit 66 %" in texts
+
+
+def test_the_monitor_timeline_marks_the_end(tmp_path: Path) -> None:
+    data = {"status": "FAIL", "summary": "FAIL: canary patchtst rolled back at check 3", "model": "patchtst",
+            "thresholds": [{"rule": "std_min", "value": 0.05}, {"rule": "p10_p90_min", "value": 0.12}],
+            "monitor_rules": {"error_budget": 5},
+            "timeline": [{"index": i, "state": s, "models": {"patchtst": {"n": 200, "std": sd, "spread": sp}}}
+                         for i, s, sd, sp in ((1, "ok", 0.15, 0.4), (2, "error", 0.14, 0.38),
+                                              (3, "violation", 0.004, 0.01))]}
+    chart = draw("monitor", data)
+    assert chart.png is not None and _png_size(chart.png) == (WIDTH_PX, chart.height)
+    figure, _ = figure_for("monitor", data, plt)
+    texts = {t.get_text().strip() for ax in figure.axes for t in ax.texts}
+    legends = {t.get_text() for ax in figure.axes if ax.get_legend() for t in ax.get_legend().get_texts()}
+    plt.close(figure)
+    assert "rollback" in texts and "errors spent (1 of 5)" in legends and "patchtst (canary)" in legends
+
+
+def test_a_chart_that_cannot_be_drawn_is_a_note_not_an_error() -> None:
+    chart = draw("gate", {"status": "PASS", "models": []})
+    assert not chart.drawn and chart.note.startswith("charts: not drawn: ValueError")
+    assert len(chart.note.splitlines()) == 1
+    assert draw("nonsense", {}).note == "charts: no chart for 'nonsense'"
+
+
+def test_without_matplotlib_the_note_names_the_extra() -> None:
+    probe = ("import sys; sys.modules['matplotlib'] = None\n"
+             "from qtsafe.reports.charts import draw\n"
+             "print(draw('gate', {'models': [{'name': 'x'}]}).note)")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == "charts: not drawn: matplotlib is not installed (pip install 'qtsafe[charts]')"
