@@ -3,8 +3,8 @@ a full disk after the report was written. Every command is the real ``python -m 
 
 from __future__ import annotations
 
-import os
 import json
+import os
 import shutil
 import subprocess
 import sys
