@@ -361,3 +361,11 @@ def _threshold_values(title: str) -> set[float]:
 def test_drawn_limits_are_the_default_rules(title: str, limits: set[float]) -> None:
     """A default moved in config.py must move the line an operator reads against."""
     assert {float(v) for v in limits} <= _threshold_values(title)
+
+
+def test_the_runbook_names_every_gauge_and_the_dashboard() -> None:
+    runbook = (DASHBOARD.parents[2] / "docs" / "runbook.md").read_text(encoding="utf-8")
+    section = runbook.split("## Grafana and node_exporter", 1)[1].split("\n## ", 1)[0]
+    missing = [name for name in metrics._HELP if f"`{name}`" not in section]
+    assert not missing, f"docs/runbook.md's table of gauges lacks {missing}"
+    assert "ops/grafana/qtsafe.json" in section
