@@ -20,6 +20,7 @@ from qtsafe.timeutil import utc_now
 _HELP = {
     "qtsafe_last_exit_code": "Exit code of the command's last run (0 pass, 2 fail, 3 collected/wait).",
     "qtsafe_last_run_timestamp_seconds": "Unix time of the command's last run.",
+    "qtsafe_last_verdict": "1 for the verdict of the command's last run (label verdict: PASS, FAIL, ERROR, WAIT...).",
     "qtsafe_model_passed": "1 when the model passed every check in the command's last run, else 0.",
     "qtsafe_model_events": "Valid votes judged for the model in the command's last run.",
     "qtsafe_model_confidence_std": "Confidence standard deviation over the judged window.",
@@ -28,7 +29,9 @@ _HELP = {
     "qtsafe_ensemble_agreement": "Mean plurality share among voting models.",
     "qtsafe_ensemble_hard_disagree": "Share of events with both a BUY and a SELL vote.",
     "qtsafe_canary_active": "1 when a canary is active (label model), else 0.",
-    "qtsafe_monitor_heartbeat_age_seconds": "Age of the monitor heartbeat when status was last checked.",
+    "qtsafe_canary_weight": "Ensemble weight qtsafe gave the active canary's model (absent for an env-flag canary).",
+    "qtsafe_monitor_heartbeat_age_seconds": "Age of the monitor heartbeat when canary status or the watchdog last "
+                                            "looked.",
     "qtsafe_monitor_checks": "Checks performed by the monitor's last run.",
 }
 _LINE = re.compile(r'^(\w+)\{command="([^"]*)"')
@@ -54,6 +57,8 @@ def series_for(command: str, status: Status, data: dict[str, Any], now: float) -
     out: Series = [
         ("qtsafe_last_exit_code", {}, float(exit_code_for(status))),
         ("qtsafe_last_run_timestamp_seconds", {}, now),
+        # Exit code 2 is both FAIL and ERROR: the verdict tells a blocker from a broken run.
+        ("qtsafe_last_verdict", {"verdict": status.value}, 1.0),
     ]
     for model in data.get("models") or []:
         if not isinstance(model, dict) or "name" not in model:
@@ -79,9 +84,13 @@ def series_for(command: str, status: Status, data: dict[str, Any], now: float) -
     if "active" in data and "canary" in data:
         canary = data.get("canary") or {}
         out.append(("qtsafe_canary_active", {"model": str(canary.get("model", ""))}, 1.0 if data["active"] else 0.0))
-        age = _number(data.get("heartbeat_age_seconds"))
-        if age is not None:
-            out.append(("qtsafe_monitor_heartbeat_age_seconds", {}, age))
+        share = _number(canary.get("share"))
+        if data["active"] and share is not None:
+            out.append(("qtsafe_canary_weight", {"model": str(canary.get("model", ""))}, share))
+    # canary status and the every-minute watchdog both carry it; the watchdog is the one a timer runs.
+    age = _number(data.get("heartbeat_age_seconds"))
+    if age is not None:
+        out.append(("qtsafe_monitor_heartbeat_age_seconds", {}, age))
     if data.get("command") == "monitor":
         checks = _number(data.get("checks"))
         if checks is not None:
