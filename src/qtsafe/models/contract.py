@@ -25,7 +25,8 @@ from qtsafe import __version__
 from qtsafe.checks.quality import FAIL, WARN, Finding
 from qtsafe.errors import InputError
 from qtsafe.fsio import atomic_write_json, sha256_file
-from qtsafe.models.artifact import Inspection, LoadSafety, inspect_artifact
+from qtsafe.models.artifact import inspect_artifact
+from qtsafe.models.inspection import Inspection, LoadSafety
 from qtsafe.status import Status
 from qtsafe.timeutil import iso, utc_now
 

@@ -32,7 +32,7 @@ from qtsafe.config import Settings
 from qtsafe.errors import InputError, WriteError
 from qtsafe.extras import require
 from qtsafe.fsio import atomic_write_text
-from qtsafe.models.artifact import Inspection, inspect_artifact
+from qtsafe.models.artifact import inspect_artifact
 from qtsafe.models.contract import (
     Manifest,
     compare_names,
@@ -41,6 +41,7 @@ from qtsafe.models.contract import (
     read_manifest,
     verify_inspection,
 )
+from qtsafe.models.inspection import Inspection
 from qtsafe.models.runners import LOGIT, MULTICLASS, PROBABILITY, LoadedModel, load_model
 from qtsafe.status import Status
 from qtsafe.timeutil import file_stamp, iso, utc_now

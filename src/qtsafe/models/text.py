@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from qtsafe.checks.quality import ACTIONS
-from qtsafe.models.artifact import Inspection, LoadSafety
 from qtsafe.models.contract import InspectResult, ManifestResult, ScanResult, VerifyResult
 from qtsafe.models.gate import GateResult
+from qtsafe.models.inspection import Inspection, LoadSafety
 
 _SAFETY_WORDS = {
     LoadSafety.NATIVE: "native data format: nothing in the file can run",
