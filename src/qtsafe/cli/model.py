@@ -38,7 +38,7 @@ def inspect_command(files: tuple[str, ...], as_json: bool) -> int:
       qtsafe model inspect xgboost_v20251213_001403.json
       qtsafe model inspect /app/models/*.pkl --json
     """
-    from qtsafe.models.contract import run_inspect
+    from qtsafe.models.artifact import run_inspect
     from qtsafe.models.text import render_inspect_text
 
     result = run_inspect(files)
@@ -72,7 +72,7 @@ def manifest_command(file: str, features: str, input_shape: str | None, dtype: s
       qtsafe model manifest patchtst_v20260110_120000.pth --features data/patchtst.npz \\
           --input-shape -1,64,49 --architecture mymodels.patchtst:PatchTST
     """
-    from qtsafe.models.contract import run_manifest
+    from qtsafe.models.manifest import run_manifest
     from qtsafe.models.text import render_manifest_text
 
     result = run_manifest(file, features, input_shape=input_shape, dtype=dtype, label_rule=label_rule,
@@ -98,8 +98,8 @@ def verify_command(file: str, features: str | None, manifest: str | None, as_jso
       qtsafe model verify xgboost_v20251213_001403.json
       qtsafe model verify lightgbm_v20251213_001447.txt --features inference_features.txt
     """
-    from qtsafe.models.contract import run_verify
     from qtsafe.models.text import render_verify_text
+    from qtsafe.models.verify import run_verify
 
     result = run_verify(file, features, manifest)
     return finish(result, as_json, lambda: render_verify_text(result))
@@ -122,7 +122,7 @@ def scan_command(directory: str, features: str | None, as_json: bool) -> int:
       qtsafe model scan /app/models
       qtsafe model scan /app/models --features unified_features.txt --json
     """
-    from qtsafe.models.contract import run_scan
+    from qtsafe.models.scan import run_scan
     from qtsafe.models.text import render_scan_text
 
     result = run_scan(directory, features)

@@ -31,9 +31,10 @@ What a pickle may import is decided in :mod:`~qtsafe.models.pickle_policy`; the 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import dataclasses
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from qtsafe.errors import InputError
 from qtsafe.fsio import sha256_file
@@ -48,6 +49,7 @@ from qtsafe.models.native import (
 from qtsafe.models.pickle_scan import Call, GlobalRef, PDict, PickleScanError, scan_pickle
 from qtsafe.models.pickles import examine_compressed, examine_pickle, judge_pickle
 from qtsafe.models.torch_archives import TORCH_LEGACY_MAGIC, examine_torch_legacy, examine_zip
+from qtsafe.status import Status
 
 
 def check_model_path(path: Path | str) -> Path:
@@ -169,3 +171,38 @@ def _ends_with_stop(handle: IO[bytes], size: int) -> bool:
     last = handle.read(1)
     handle.seek(0)
     return last == b"."
+
+
+# --- model inspect: several files, one verdict ----------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class InspectResult:
+    """``model inspect``: PASS when every file is usable, FAIL when any is not."""
+
+    status: Status
+    inspections: tuple[Inspection, ...]
+
+    def summary(self) -> str:
+        bad = [i for i in self.inspections if not i.usable]
+        if len(self.inspections) == 1:
+            only = self.inspections[0]
+            return f"{'FAIL' if bad else 'PASS'}: {only.name}: {only.headline()}"
+        if bad:
+            return f"FAIL: {len(bad)} of {len(self.inspections)} files unusable: " + ", ".join(i.name for i in bad)
+        return f"PASS: all {len(self.inspections)} files usable"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "command": "model inspect",
+            "status": self.status.value,
+            "files": [i.to_dict() for i in self.inspections],
+        }
+
+
+def run_inspect(paths: Sequence[Path | str]) -> InspectResult:
+    if not paths:
+        raise InputError("no model files given")
+    inspections = tuple(inspect_artifact(p) for p in paths)
+    status = Status.PASS if all(i.usable for i in inspections) else Status.FAIL
+    return InspectResult(status, inspections)

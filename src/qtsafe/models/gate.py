@@ -33,16 +33,11 @@ from qtsafe.errors import InputError, WriteError
 from qtsafe.extras import require
 from qtsafe.fsio import atomic_write_text
 from qtsafe.models.artifact import inspect_artifact
-from qtsafe.models.contract import (
-    Manifest,
-    compare_names,
-    manifest_path_for,
-    parse_architecture,
-    read_manifest,
-    verify_inspection,
-)
+from qtsafe.models.features import compare_names
 from qtsafe.models.inspection import Inspection
+from qtsafe.models.manifest import Manifest, manifest_path_for, parse_architecture, read_manifest
 from qtsafe.models.runners import LOGIT, MULTICLASS, PROBABILITY, LoadedModel, load_model
+from qtsafe.models.verify import verify_inspection
 from qtsafe.status import Status
 from qtsafe.timeutil import file_stamp, iso, utc_now
 
