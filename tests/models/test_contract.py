@@ -13,15 +13,10 @@ import pytest
 import xgboost as xgb
 
 from qtsafe.errors import InputError
-from qtsafe.models.contract import (
-    compare_names,
-    load_feature_list,
-    manifest_path_for,
-    read_manifest,
-    run_manifest,
-    run_scan,
-    run_verify,
-)
+from qtsafe.models.features import compare_names, load_feature_list
+from qtsafe.models.manifest import manifest_path_for, read_manifest, run_manifest
+from qtsafe.models.scan import run_scan
+from qtsafe.models.verify import run_verify
 from qtsafe.status import Status
 from tests.models.conftest import FEATURES, N_FEATURES, Artifacts, Data, Malicious
 

@@ -14,8 +14,9 @@ import pytest
 from picklescan.scanner import SafetyLevel
 from picklescan.scanner import scan_pickle_bytes as picklescan_bytes
 
-from qtsafe.models.artifact import LoadSafety, inspect_artifact
+from qtsafe.models.artifact import inspect_artifact
 from qtsafe.models.dtypes import DtypeUnresolved, resolve_dtype
+from qtsafe.models.inspection import LoadSafety
 from qtsafe.models.pickle_scan import Call, GlobalRef, scan_pickle_bytes
 from tests.models.hostile import SPELLINGS, write_object_array, write_reconstructed_wrapper
 

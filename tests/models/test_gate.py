@@ -14,7 +14,6 @@ import pytest
 from qtsafe.checks.quality import ACTIONS
 from qtsafe.config import Settings, load_settings
 from qtsafe.errors import InputError, WriteError
-from qtsafe.models.contract import run_manifest
 from qtsafe.models.gate import (
     EngineRule,
     actions_from_classes,
@@ -25,6 +24,7 @@ from qtsafe.models.gate import (
     roc_auc,
     run_model_gate,
 )
+from qtsafe.models.manifest import run_manifest
 from qtsafe.status import Status
 from tests.models.conftest import ARCH_FILE, COLLAPSED_P, FEATURES, N_FEATURES, ROWS, Artifacts, Data, Malicious
 

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from qtsafe.errors import InputError
-from qtsafe.models.artifact import TORCH_PICKLED_MESSAGE, LoadSafety, inspect_artifact
-from qtsafe.models.contract import run_inspect
+from qtsafe.models.artifact import inspect_artifact, run_inspect
+from qtsafe.models.inspection import LoadSafety
+from qtsafe.models.pickles import TORCH_PICKLED_MESSAGE
 from qtsafe.status import Status
 from tests.models.conftest import FEATURES, N_FEATURES, Artifacts, Malicious, write_safetensors
 

@@ -13,14 +13,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from qtsafe.models.pickle_scan import (
-    GlobalRef,
-    GlobalVerdict,
-    PickleScanError,
-    classify_global,
-    scan_pickle,
-    scan_pickle_bytes,
-)
+from qtsafe.models.pickle_policy import GlobalVerdict, classify_global
+from qtsafe.models.pickle_scan import GlobalRef, PickleScanError, scan_pickle, scan_pickle_bytes
 from tests.models.conftest import Malicious
 
 

@@ -10,9 +10,21 @@ _FEATURES_HELP = "Feature names: comma-separated, or a file (one per line, JSON 
 _ARCH_HELP = "For a state_dict: the nn.Module class, module.path:Class or path/to/file.py:Class."
 
 
+def _check_settings(ctx: click.Context, base_dir: str | None) -> None:
+    """Read the settings as every command does, so a broken or missing config file stops these commands too.
+
+    inspect, manifest, verify and scan use none of them and write nothing under the base directory: they
+    read model files from the paths given, and a manifest goes beside its model.
+    """
+    load(ctx, {"base_dir": base_dir})
+
+
 @click.group("model")
 def model() -> None:
     """Model files: inspect without executing, verify the feature contract, gate offline.
+
+    Every subcommand reads the config file (--config) and takes --base-dir like the other
+    commands; only gate writes under the base directory (its reports).
 
     \b
     Examples:
@@ -24,8 +36,10 @@ def model() -> None:
 
 @model.command("inspect")
 @click.argument("files", nargs=-1, required=True, metavar="FILE...")
+@base_dir_option
 @json_option
-def inspect_command(files: tuple[str, ...], as_json: bool) -> int:
+@click.pass_context
+def inspect_command(ctx: click.Context, files: tuple[str, ...], base_dir: str | None, as_json: bool) -> int:
     """Identify model files by their bytes and describe them without running them.
 
     \b
@@ -38,9 +52,10 @@ def inspect_command(files: tuple[str, ...], as_json: bool) -> int:
       qtsafe model inspect xgboost_v20251213_001403.json
       qtsafe model inspect /app/models/*.pkl --json
     """
-    from qtsafe.models.contract import run_inspect
+    from qtsafe.models.artifact import run_inspect
     from qtsafe.models.text import render_inspect_text
 
+    _check_settings(ctx, base_dir)
     result = run_inspect(files)
     return finish(result, as_json, lambda: render_inspect_text(result))
 
@@ -55,10 +70,12 @@ def inspect_command(files: tuple[str, ...], as_json: bool) -> int:
 @click.option("--architecture", metavar="MODULE:CLASS", help=_ARCH_HELP)
 @click.option("--architecture-kwargs", metavar="JSON", help="Constructor arguments for --architecture.")
 @click.option("--force", is_flag=True, help="Replace an existing manifest.")
+@base_dir_option
 @json_option
-def manifest_command(file: str, features: str, input_shape: str | None, dtype: str, label_rule: str | None,
-                     training_data: str | None, architecture: str | None, architecture_kwargs: str | None,
-                     force: bool, as_json: bool) -> int:
+@click.pass_context
+def manifest_command(ctx: click.Context, file: str, features: str, input_shape: str | None, dtype: str,
+                     label_rule: str | None, training_data: str | None, architecture: str | None,
+                     architecture_kwargs: str | None, force: bool, base_dir: str | None, as_json: bool) -> int:
     """Write FILE.manifest.json: the feature contract the model was trained with.
 
     \b
@@ -72,9 +89,10 @@ def manifest_command(file: str, features: str, input_shape: str | None, dtype: s
       qtsafe model manifest patchtst_v20260110_120000.pth --features data/patchtst.npz \\
           --input-shape -1,64,49 --architecture mymodels.patchtst:PatchTST
     """
-    from qtsafe.models.contract import run_manifest
+    from qtsafe.models.manifest import run_manifest
     from qtsafe.models.text import render_manifest_text
 
+    _check_settings(ctx, base_dir)
     result = run_manifest(file, features, input_shape=input_shape, dtype=dtype, label_rule=label_rule,
                           training_data=training_data, architecture=architecture,
                           architecture_kwargs=architecture_kwargs, force=force)
@@ -85,8 +103,11 @@ def manifest_command(file: str, features: str, input_shape: str | None, dtype: s
 @click.argument("file")
 @click.option("--features", metavar="NAMES|FILE", help="The features the inference path produces. " + _FEATURES_HELP)
 @click.option("--manifest", metavar="FILE", help="Manifest to check against (default: FILE.manifest.json).")
+@base_dir_option
 @json_option
-def verify_command(file: str, features: str | None, manifest: str | None, as_json: bool) -> int:
+@click.pass_context
+def verify_command(ctx: click.Context, file: str, features: str | None, manifest: str | None, base_dir: str | None,
+                   as_json: bool) -> int:
     """Check a model file against its manifest and/or the inference features.
 
     \b
@@ -98,9 +119,10 @@ def verify_command(file: str, features: str | None, manifest: str | None, as_jso
       qtsafe model verify xgboost_v20251213_001403.json
       qtsafe model verify lightgbm_v20251213_001447.txt --features inference_features.txt
     """
-    from qtsafe.models.contract import run_verify
     from qtsafe.models.text import render_verify_text
+    from qtsafe.models.verify import run_verify
 
+    _check_settings(ctx, base_dir)
     result = run_verify(file, features, manifest)
     return finish(result, as_json, lambda: render_verify_text(result))
 
@@ -108,8 +130,11 @@ def verify_command(file: str, features: str | None, manifest: str | None, as_jso
 @model.command("scan")
 @click.argument("directory")
 @click.option("--features", metavar="NAMES|FILE", help="Also check every model against these. " + _FEATURES_HELP)
+@base_dir_option
 @json_option
-def scan_command(directory: str, features: str | None, as_json: bool) -> int:
+@click.pass_context
+def scan_command(ctx: click.Context, directory: str, features: str | None, base_dir: str | None,
+                 as_json: bool) -> int:
     """Inspect and verify the newest file of every model in a directory.
 
     \b
@@ -122,9 +147,10 @@ def scan_command(directory: str, features: str | None, as_json: bool) -> int:
       qtsafe model scan /app/models
       qtsafe model scan /app/models --features unified_features.txt --json
     """
-    from qtsafe.models.contract import run_scan
+    from qtsafe.models.scan import run_scan
     from qtsafe.models.text import render_scan_text
 
+    _check_settings(ctx, base_dir)
     result = run_scan(directory, features)
     return finish(result, as_json, lambda: render_scan_text(result))
 

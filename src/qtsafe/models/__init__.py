@@ -6,9 +6,12 @@ that run a model (:mod:`qtsafe.models.runners`), so ``qtsafe model inspect`` sta
 
 from __future__ import annotations
 
-from qtsafe.models.artifact import Inspection, LoadSafety, inspect_artifact
-from qtsafe.models.contract import run_inspect, run_manifest, run_scan, run_verify
+from qtsafe.models.artifact import inspect_artifact, run_inspect
 from qtsafe.models.gate import evaluate_model_gate, run_model_gate
+from qtsafe.models.inspection import Inspection, LoadSafety
+from qtsafe.models.manifest import run_manifest
+from qtsafe.models.scan import run_scan
+from qtsafe.models.verify import run_verify
 
 __all__ = [
     "Inspection",

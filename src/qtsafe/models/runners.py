@@ -29,7 +29,7 @@ import numpy as np
 
 from qtsafe.errors import InputError
 from qtsafe.extras import require
-from qtsafe.models.artifact import Inspection, LoadSafety
+from qtsafe.models.inspection import Inspection, LoadSafety
 from qtsafe.models.pickle_scan import Call, GlobalRef, PDict, iter_calls, scan_pickle
 
 PROBABILITY = "probability"  # binary: one column, P(up)
