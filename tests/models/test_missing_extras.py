@@ -63,3 +63,10 @@ def test_build_dataset_without_pandas_names_the_dataset_extra(tmp_path: Path) ->
 def test_build_dataset_help_needs_no_extra() -> None:
     done = _run_without("pandas,pyarrow,torch,xgboost,lightgbm", "build-dataset", "--help")
     assert done.returncode == 0 and "--label-rule" in done.stdout
+
+
+def test_inspect_of_a_torch_archive_without_torch_is_refused(artifacts: Artifacts, tmp_path: Path) -> None:
+    """The opcode scan alone never calls a torch file safe: torch's own weights-only loader must agree."""
+    done = _run_without("torch", "model", "inspect", str(artifacts.torch_state_dict))
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "torch is not installed" in done.stderr and "qtsafe[models]" in done.stderr

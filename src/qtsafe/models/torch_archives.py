@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import IO, Any
 
+from qtsafe.extras import require
 from qtsafe.models import ziplimits
 from qtsafe.models.inspection import Draft, LoadSafety, TensorInfo, draft_has_failure
 from qtsafe.models.pickle_policy import GlobalVerdict
@@ -134,8 +135,8 @@ def _judge_torch_pickle(scan: PickleScan, draft: Draft, *, what: str) -> None:
 
 def _confirm_weights_only(path: Path, draft: Draft) -> None:
     """The opcode scan says weights-only; let torch's own safe loader agree (and read real shapes)."""
-    import torch  # noqa: PLC0415 - lazy: torch takes seconds to import
-
+    # lazy: torch takes seconds to import. Without it the file cannot be confirmed safe: refused (exit 2).
+    torch = require("torch", "confirming a torch archive is weights-only")
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any refusal by the safe loader is a finding, not a crash
