@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from qtsafe.canary import lifecycle
+from qtsafe.canary import preflight as canary_preflight
 from qtsafe.config import Settings, load_settings
 from qtsafe.status import Status
 
@@ -184,8 +184,8 @@ def no_sleep() -> Callable[[float], None]:
 @pytest.fixture
 def patch_default_gate(monkeypatch: pytest.MonkeyPatch, gate: FakeGate) -> FakeGate:
     """Make the CLI (which uses the lazily imported real gate) use the fake gate and a dummy source."""
-    monkeypatch.setattr(lifecycle, "_default_gate", lambda: gate)
-    monkeypatch.setattr(lifecycle, "_default_open_source", lambda: (lambda settings, *a: object()))
+    monkeypatch.setattr(canary_preflight, "_default_gate", lambda: gate)
+    monkeypatch.setattr(canary_preflight, "_default_open_source", lambda: (lambda settings, *a: object()))
     return gate
 
 
