@@ -24,7 +24,7 @@ from qtsafe.canary.steps import (
 )
 from qtsafe.canary.systemd import Systemd
 from qtsafe.config import Settings, check_unit_name
-from qtsafe.errors import ConfigError, QtsafeError, StateError, WriteError
+from qtsafe.errors import CanaryStateError, ConfigError, QtsafeError, StateError, WriteError
 from qtsafe.fsio import atomic_write_bytes
 from qtsafe.results import Result
 from qtsafe.status import Status
@@ -246,8 +246,8 @@ def rollback(
                                       trigger=trigger, reason=reason, violations=violations)
             return _rollback_from_state(settings, state, systemd, sleep, trigger=trigger, reason=reason,
                                         violations=violations)
-    except StateError as exc:
-        if "canary state" in str(exc) and st.state_path(settings).exists():
+    except CanaryStateError as exc:
+        if st.state_path(settings).exists():
             return _corrupt_state_rollback(settings, systemd, sleep, trigger, reason, violations, exc)
         return RollbackResult(status=Status.FAIL, summary=f"ROLLBACK FAILED: {exc}", trigger=trigger, reason=reason,
                               violations=violations, manual_steps=_manual_steps(settings, None))

@@ -12,7 +12,7 @@ from qtsafe.canary.steps import _read_bytes, _sha256_bytes, rollback_command
 from qtsafe.canary.systemd import Systemd
 from qtsafe.canary.weights import parse_weights_json
 from qtsafe.config import Settings, check_unit_name
-from qtsafe.errors import ConfigError, InputError, QtsafeError, StateError
+from qtsafe.errors import CanaryStateError, ConfigError, InputError, QtsafeError, StateError
 from qtsafe.results import Result
 from qtsafe.status import Status
 from qtsafe.timeutil import parse_utc
@@ -50,10 +50,12 @@ def canary_status(settings: Settings, *, systemd: Systemd | None = None, journal
     systemd = systemd or Systemd(settings)
     problems: list[str] = []
     repair = f"run '{rollback_command(settings)}' to restore the baseline"
+    state_unreadable = False
     try:
         state = st.load_state(settings)
     except StateError as exc:
         state = None
+        state_unreadable = isinstance(exc, CanaryStateError)
         problems.append(str(exc))
     dropin = st.dropin_path(settings).exists()
     try:
@@ -87,7 +89,7 @@ def canary_status(settings: Settings, *, systemd: Systemd | None = None, journal
     if state is not None:
         canary = {k: state.get(k) for k in ("canary_id", "model", "mode", "share", "env_key", "activated_at",
                                             "started_at", "step", "stages", "canary_weights", "last_error")}
-    if problems and state is None and not dropin and any("canary state" in p for p in problems):
+    if state_unreadable and not dropin:
         return result(Status.FAIL, f"CANARY STATE INCONSISTENT: {problems[0]}", repair)
     if state is None:
         if dropin:
