@@ -44,6 +44,11 @@ class FakeGateResult:
         return {"status": self.status.value, "summary": self.summary, "mode": self.mode,
                 "models": list(self.models)}
 
+    def model_verdict(self, name: str) -> tuple[bool, int] | None:
+        """The real GateResult's typed reading: ``(passed, whole-window events)`` or None."""
+        entry = next((m for m in self.models if m["name"] == name), None)
+        return None if entry is None else (bool(entry["passed"]), int(entry["whole"]["n"]))
+
 
 class FakeGate:
     """Stands in for run_quality_gate; records its calls."""

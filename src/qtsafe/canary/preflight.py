@@ -6,7 +6,7 @@ import dataclasses
 import math
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from qtsafe.canary import envfile
 from qtsafe.canary import state as st
@@ -46,28 +46,14 @@ def _live_weights(settings: Settings, env: Mapping[str, str], env_bytes: bytes |
     )
 
 
-def _gate_model(gate_dict: Mapping[str, Any], model: str) -> Mapping[str, Any] | None:
-    """The gate's verdict entry for ``model`` (``{"name": ..., "passed": ..., "whole": {"n": ...}}``), if any."""
-    models = gate_dict.get("models")
-    if isinstance(models, Mapping):
-        entry = models.get(model)
-        return entry if isinstance(entry, Mapping) else None
-    if isinstance(models, (list, tuple)):
-        for entry in models:
-            if isinstance(entry, Mapping) and (entry.get("name") == model or entry.get("model") == model):
-                return entry
-    return None
+class GateOutcome(Protocol):
+    """What activation reads from the quality gate's result (``qtsafe.gate.GateResult``)."""
 
+    status: Status
+    summary: str
+    mode: str
 
-def _gate_events(entry: Mapping[str, Any]) -> int | None:
-    """Evaluated events for the model over the gate's whole window (runbook field ``quality_gate_events``)."""
-    whole = entry.get("whole")
-    if isinstance(whole, Mapping) and isinstance(whole.get("n"), int):
-        return int(whole["n"])
-    for key in ("events", "n"):
-        if isinstance(entry.get(key), int):
-            return int(entry[key])
-    return None
+    def model_verdict(self, name: str) -> tuple[bool, int] | None: ...
 
 
 def _default_gate() -> Callable[..., Any]:
@@ -170,8 +156,8 @@ def _prepare_activation(
         # Every model of the ensemble is judged, not only the canary: the monitor judges them all, so a defect
         # elsewhere would roll the canary back at its first check. Better refused now, with nothing changed.
         judged = tuple(sorted(set(baseline or ()) | {model}))
-        result = run_gate(settings, source, mode="canary", after=cutover, models=judged, write_report=write_report,
-                          require_fresh=True)
+        result: GateOutcome = run_gate(settings, source, mode="canary", after=cutover, models=judged,
+                                       write_report=write_report, require_fresh=True)
     except QtsafeError:
         raise
     except Exception as exc:  # noqa: BLE001 - whatever the gate or Redis raised, the canary is refused
@@ -182,18 +168,17 @@ def _prepare_activation(
         raise InputError(f"quality gate returned a collection-mode result ({gate_summary}); a canary needs canary mode")
     if gate_status is not Status.PASS:
         raise InputError(f"quality gate did not pass: {gate_summary}")
-    gate_dict = result.to_dict() if hasattr(result, "to_dict") else {}
-    if str(gate_dict.get("mode", "canary")) != "canary":
-        raise InputError(f"quality gate ran in {gate_dict.get('mode')!r} mode, not canary mode")
-    entry = _gate_model(gate_dict, model)
-    if entry is None:
+    if result.mode != "canary":
+        raise InputError(f"quality gate ran in {result.mode!r} mode, not canary mode")
+    verdict = result.model_verdict(model)
+    if verdict is None:
         known = f" (baseline has {', '.join(sorted(baseline))})" if baseline else ""
         raise InputError(f"unknown model {model!r}: the quality gate judged no telemetry for it{known}")
-    events = _gate_events(entry)
+    passed, events = verdict
     needed = settings.thresholds.min_events_canary
-    if entry.get("passed") is False:
+    if not passed:
         raise InputError(f"quality gate passed overall but {model} did not: {gate_summary}")
-    if events is None or events < needed:
+    if events < needed:
         raise InputError(f"quality gate judged {events} events for {model}; a canary needs at least {needed}")
     existing = {}
     if st.dropin_dir(settings).is_dir():
