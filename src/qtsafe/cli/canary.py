@@ -151,15 +151,19 @@ def _confirm(yes: bool) -> Any:
 @canary.command()
 @click.option("--reason", default="", help="Why (recorded in the journal).")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation (scripts and the monitor).")
-@click.option("--last", is_flag=True, help="Restore the newest env file backup not restored yet (repeatable).")
+@click.option("--last-activation", "last_activation", is_flag=True,
+              help="Restore the env file from its newest backup not restored yet, undoing the last activation "
+              "(repeat to walk back; old name: --last).")
+@click.option("--last", "last_alias", is_flag=True, hidden=True,
+              help="Old name of --last-activation, kept for existing scripts; it does the same.")
 @click.option("--trigger", default="manual", show_default=True, help="Trigger recorded in the journal.")
 @click.option("--violation", "violations", multiple=True, help="A violation to record (repeatable).")
 @unit_option
 @base_dir_option
 @json_option
 @click.pass_context
-def rollback(ctx: click.Context, reason: str, yes: bool, last: bool, trigger: str, violations: tuple[str, ...],
-             unit: str | None, base_dir: str | None, as_json: bool) -> int:
+def rollback(ctx: click.Context, reason: str, yes: bool, last_activation: bool, last_alias: bool, trigger: str,
+             violations: tuple[str, ...], unit: str | None, base_dir: str | None, as_json: bool) -> int:
     """Restore the baseline and verify it; with nothing to roll back, say so (exit 0).
 
     \b
@@ -167,11 +171,11 @@ def rollback(ctx: click.Context, reason: str, yes: bool, last: bool, trigger: st
     \b
     Examples:
       qtsafe canary rollback --reason "confidence collapse" --yes
-      qtsafe canary rollback --last --yes
+      qtsafe canary rollback --last-activation --yes
     """
     settings = load(ctx, {"unit": unit, "base_dir": base_dir})
     confirm = _confirm(yes)
-    if last:
+    if last_activation or last_alias:
         from qtsafe.canary.rollback_last import rollback_last
 
         result = rollback_last(settings, reason=reason, confirm=confirm)
