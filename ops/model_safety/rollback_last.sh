@@ -4,6 +4,6 @@
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 if command -v qtsafe >/dev/null 2>&1; then
-    exec qtsafe canary rollback --last --reason "rollback_last.sh" "$@"
+    exec qtsafe canary rollback --last-activation --reason "rollback_last.sh" "$@"
 fi
-exec "${PYTHON:-python3}" "$here/_qtsafe_shim.py" canary rollback --last --reason "rollback_last.sh" "$@"
+exec "${PYTHON:-python3}" "$here/_qtsafe_shim.py" canary rollback --last-activation --reason "rollback_last.sh" "$@"

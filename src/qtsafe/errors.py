@@ -33,3 +33,11 @@ class StateError(QtsafeError):
 
 class SystemdError(QtsafeError):
     """Raised when systemctl/journalctl fail, time out or report an unexpected unit state."""
+
+
+class CanaryStateError(StateError):
+    """Raised when the canary state file cannot be read, is not JSON or has an unknown format (rollback repairs it)."""
+
+
+class LockHeldError(StateError):
+    """Raised when the per-unit canary lock is held by another qtsafe process; nothing was changed."""

@@ -36,6 +36,10 @@ class GateResult(WindowJudgement):
     baseline_events: int | None
     read_seconds: float
 
+    def model_verdict(self, name: str) -> tuple[bool, int] | None:
+        """``(passed, events judged over the whole window)`` for model ``name``; None if it had no telemetry."""
+        return next(((m.passed, m.whole.n) for m in self.models if m.name == name), None)
+
     def to_dict(self) -> dict[str, Any]:
         return {**self.common_dict("quality-gate"), "mode": self.mode, "baseline_events": self.baseline_events,
                 "read_seconds": round(self.read_seconds, 3)}

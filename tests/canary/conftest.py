@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from qtsafe.canary import lifecycle
+from qtsafe.canary import preflight as canary_preflight
 from qtsafe.config import Settings, load_settings
 from qtsafe.status import Status
 
@@ -43,6 +43,11 @@ class FakeGateResult:
     def to_dict(self) -> dict[str, Any]:
         return {"status": self.status.value, "summary": self.summary, "mode": self.mode,
                 "models": list(self.models)}
+
+    def model_verdict(self, name: str) -> tuple[bool, int] | None:
+        """The real GateResult's typed reading: ``(passed, whole-window events)`` or None."""
+        entry = next((m for m in self.models if m["name"] == name), None)
+        return None if entry is None else (bool(entry["passed"]), int(entry["whole"]["n"]))
 
 
 class FakeGate:
@@ -184,8 +189,8 @@ def no_sleep() -> Callable[[float], None]:
 @pytest.fixture
 def patch_default_gate(monkeypatch: pytest.MonkeyPatch, gate: FakeGate) -> FakeGate:
     """Make the CLI (which uses the lazily imported real gate) use the fake gate and a dummy source."""
-    monkeypatch.setattr(lifecycle, "_default_gate", lambda: gate)
-    monkeypatch.setattr(lifecycle, "_default_open_source", lambda: (lambda settings, *a: object()))
+    monkeypatch.setattr(canary_preflight, "_default_gate", lambda: gate)
+    monkeypatch.setattr(canary_preflight, "_default_open_source", lambda: (lambda settings, *a: object()))
     return gate
 
 

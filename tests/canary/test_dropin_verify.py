@@ -6,7 +6,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from qtsafe.canary.lifecycle import render_dropin
+from qtsafe.canary.dropin import render_dropin
 from qtsafe.canary.weights import canary_weights
 from qtsafe.config import load_settings
 

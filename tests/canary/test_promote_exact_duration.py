@@ -16,6 +16,7 @@ import pytest
 
 from qtsafe import monitor as mon
 from qtsafe.canary import lifecycle
+from qtsafe.canary import promote as canary_promote
 from qtsafe.status import Status, exit_code_for
 from qtsafe.telemetry import RedisStreamSource
 from tests.canary.conftest import Root
@@ -83,18 +84,18 @@ def _records(**completed: Any) -> tuple[list[dict[str, Any]], dict[str, Any]]:
 def test_completed_watch_duration_is_judged_in_seconds(fields: dict[str, Any], configured: float,
                                                        cleared: bool) -> None:
     records, state = _records(**fields)
-    why = lifecycle._monitor_cleared(records, state, configured)
+    why = canary_promote._monitor_cleared(records, state, configured)
     assert (why is None) is cleared, why
 
 
 def test_refusals_say_why_in_one_line() -> None:
     records, state = _records(duration_hours=0.0111)
-    why = lifecycle._monitor_cleared(records, state, 40.0)
+    why = canary_promote._monitor_cleared(records, state, 40.0)
     assert why is not None and "rounded duration_hours" in why and "40 s" in why and "qtsafe monitor" in why
     records, state = _records(duration_seconds=30.0, duration_hours=0.0083)
-    assert lifecycle._monitor_cleared(records, state, 40.0) == (
+    assert canary_promote._monitor_cleared(records, state, 40.0) == (
         "the last completed watch lasted 30 s, shorter than the configured 40 s")
     records, state = _records()
-    assert "no usable duration" in str(lifecycle._monitor_cleared(records, state, 40.0))
+    assert "no usable duration" in str(canary_promote._monitor_cleared(records, state, 40.0))
     # Without a minimum (the caller does not ask), any clean completion counts, as before.
-    assert lifecycle._monitor_cleared(records, state) is None
+    assert canary_promote._monitor_cleared(records, state) is None

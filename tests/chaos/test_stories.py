@@ -25,7 +25,7 @@ import pytest
 from click.testing import Result
 
 from qtsafe import monitor as mon
-from qtsafe.canary import lifecycle
+from qtsafe.canary import promote as canary_promote
 from qtsafe.canary import state as st
 from qtsafe.config import Settings
 from qtsafe.status import Status
@@ -81,7 +81,7 @@ def _promote_at(monkeypatch: pytest.MonkeyPatch, run_cli: Callable[..., Result],
                 ) -> Result:
     """``canary promote`` through the CLI, at the fast clock's time (the stage's watch has just ended)."""
     with monkeypatch.context() as m:
-        m.setattr(lifecycle, "utc_now", lambda: when)
+        m.setattr(canary_promote, "utc_now", lambda: when)
         return run_cli("canary", "promote", "--to", to, "--reason", f"clean watch before {to}", "--json")
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from qtsafe.config import Settings, check_unit_name
-from qtsafe.errors import StateError, WriteError
+from qtsafe.errors import CanaryStateError, LockHeldError, StateError, WriteError
 from qtsafe.fsio import atomic_write_json, locked
 from qtsafe.timeutil import iso, parse_utc, utc_now
 
@@ -84,13 +84,14 @@ def lock_path(settings: Settings) -> Path:
 
 @contextlib.contextmanager
 def unit_lock(settings: Settings) -> Iterator[None]:
-    """Hold the per-unit lock; a second qtsafe process gets StateError at once instead of waiting."""
+    """Hold the per-unit lock; a second qtsafe process gets LockHeldError at once instead of waiting."""
     try:
         with locked(lock_path(settings), blocking=False):
             yield
     except StateError as exc:
-        if "held by another" in str(exc):
-            raise StateError(
+        # fsio.locked says "held" by chaining the BlockingIOError of a non-blocking flock (typed, not its text).
+        if isinstance(exc.__cause__, BlockingIOError):
+            raise LockHeldError(
                 f"another qtsafe canary command is running for {settings.unit} (lock {lock_path(settings)})"
             ) from exc
         raise
@@ -99,21 +100,21 @@ def unit_lock(settings: Settings) -> Iterator[None]:
 # ---- state file ------------------------------------------------------------------------------------
 
 def load_state(settings: Settings) -> dict[str, Any] | None:
-    """The state dict, or None when no canary is in flight. A corrupt file is a StateError, never ignored."""
+    """The state dict, or None when no canary is in flight. A corrupt file is a CanaryStateError, never ignored."""
     path = state_path(settings)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return None
     except OSError as exc:
-        raise StateError(f"cannot read canary state {path}: {exc.strerror or exc}") from exc
+        raise CanaryStateError(f"cannot read canary state {path}: {exc.strerror or exc}") from exc
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise StateError(f"canary state {path} is not valid JSON ({exc.msg}); 'qtsafe canary rollback' repairs it") \
-            from None
+        raise CanaryStateError(
+            f"canary state {path} is not valid JSON ({exc.msg}); 'qtsafe canary rollback' repairs it") from None
     if not isinstance(data, dict) or data.get("version") != STATE_VERSION or "phase" not in data:
-        raise StateError(f"canary state {path} has an unknown format")
+        raise CanaryStateError(f"canary state {path} has an unknown format")
     return data
 
 

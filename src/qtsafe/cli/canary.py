@@ -11,7 +11,10 @@ import click
 from qtsafe.cli.options import base_dir_option, finish, json_option, load, redis_options
 
 if TYPE_CHECKING:  # the library loads when a subcommand runs, so `qtsafe canary --help` stays fast
-    from qtsafe.canary import lifecycle
+    from qtsafe.canary.activate import ActivationResult
+    from qtsafe.canary.promote import PromotionResult
+    from qtsafe.canary.rollback import RollbackResult
+    from qtsafe.canary.status import StatusResult
 
 unit_option = click.option("--unit", envvar="QTSAFE_UNIT", show_envvar=True,
                            help="systemd unit of the engine (default quantum-ai-engine.service).")
@@ -31,7 +34,7 @@ def _weights_table(baseline: dict[str, float] | None, live: dict[str, float] | N
     return lines
 
 
-def _render_rollback(result: lifecycle.RollbackResult) -> str:
+def _render_rollback(result: RollbackResult) -> str:
     lines = [result.summary]
     if result.violations:
         lines.append("Violations:")
@@ -45,7 +48,7 @@ def _render_rollback(result: lifecycle.RollbackResult) -> str:
     return "\n".join(lines)
 
 
-def _render_activation(result: lifecycle.ActivationResult) -> str:
+def _render_activation(result: ActivationResult) -> str:
     lines = [result.summary]
     for problem in result.problems[1:] if result.status.value == "BLOCKED" else result.problems:
         lines.append(f"  ! {problem}")
@@ -125,10 +128,10 @@ def activate(ctx: click.Context, model: str, share: float | None, env_key: str |
             from qtsafe.telemetry import open_source as opener
 
             return opener(s, events_file)
-    from qtsafe.canary import lifecycle
+    from qtsafe.canary.activate import activate as activate_canary
 
-    result = lifecycle.activate(settings, model=model, share=share, env_key=env_key, env_value=env_value,
-                                after=after, dry_run=dry_run, open_source=open_source)
+    result = activate_canary(settings, model=model, share=share, env_key=env_key, env_value=env_value,
+                             after=after, dry_run=dry_run, open_source=open_source)
     return finish(result, as_json, lambda: _render_activation(result))
 
 
@@ -148,15 +151,19 @@ def _confirm(yes: bool) -> Any:
 @canary.command()
 @click.option("--reason", default="", help="Why (recorded in the journal).")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation (scripts and the monitor).")
-@click.option("--last", is_flag=True, help="Restore the newest env file backup not restored yet (repeatable).")
+@click.option("--last-activation", "last_activation", is_flag=True,
+              help="Restore the env file from its newest backup not restored yet, undoing the last activation "
+              "(repeat to walk back; old name: --last).")
+@click.option("--last", "last_alias", is_flag=True, hidden=True,
+              help="Old name of --last-activation, kept for existing scripts; it does the same.")
 @click.option("--trigger", default="manual", show_default=True, help="Trigger recorded in the journal.")
 @click.option("--violation", "violations", multiple=True, help="A violation to record (repeatable).")
 @unit_option
 @base_dir_option
 @json_option
 @click.pass_context
-def rollback(ctx: click.Context, reason: str, yes: bool, last: bool, trigger: str, violations: tuple[str, ...],
-             unit: str | None, base_dir: str | None, as_json: bool) -> int:
+def rollback(ctx: click.Context, reason: str, yes: bool, last_activation: bool, last_alias: bool, trigger: str,
+             violations: tuple[str, ...], unit: str | None, base_dir: str | None, as_json: bool) -> int:
     """Restore the baseline and verify it; with nothing to roll back, say so (exit 0).
 
     \b
@@ -164,21 +171,23 @@ def rollback(ctx: click.Context, reason: str, yes: bool, last: bool, trigger: st
     \b
     Examples:
       qtsafe canary rollback --reason "confidence collapse" --yes
-      qtsafe canary rollback --last --yes
+      qtsafe canary rollback --last-activation --yes
     """
     settings = load(ctx, {"unit": unit, "base_dir": base_dir})
     confirm = _confirm(yes)
-    from qtsafe.canary import lifecycle
+    if last_activation or last_alias:
+        from qtsafe.canary.rollback_last import rollback_last
 
-    if last:
-        result = lifecycle.rollback_last(settings, reason=reason, confirm=confirm)
+        result = rollback_last(settings, reason=reason, confirm=confirm)
     else:
-        result = lifecycle.rollback(settings, trigger=trigger, violations=list(violations), reason=reason,
-                                    confirm=confirm)
+        from qtsafe.canary.rollback import rollback as rollback_canary
+
+        result = rollback_canary(settings, trigger=trigger, violations=list(violations), reason=reason,
+                                 confirm=confirm)
     return finish(result, as_json, lambda: _render_rollback(result))
 
 
-def _render_promotion(result: lifecycle.PromotionResult) -> str:
+def _render_promotion(result: PromotionResult) -> str:
     lines = [result.summary]
     lines += [f"  ! {p}" for p in result.problems[1:]]
     if result.weights:
@@ -205,13 +214,13 @@ def promote(ctx: click.Context, to: str, reason: str, unit: str | None, base_dir
       qtsafe canary promote --to 0.25 --reason "6 h monitor clean"
     """
     settings = load(ctx, {"unit": unit, "base_dir": base_dir})
-    from qtsafe.canary import lifecycle
+    from qtsafe.canary.promote import promote as promote_canary
 
-    result = lifecycle.promote(settings, to=float(to), reason=reason)
+    result = promote_canary(settings, to=float(to), reason=reason)
     return finish(result, as_json, lambda: _render_promotion(result))
 
 
-def _render_status(result: lifecycle.StatusResult) -> str:
+def _render_status(result: StatusResult) -> str:
     lines = [result.summary, f"Unit: {result.unit} ({result.unit_state or 'unknown'})"]
     if result.canary:
         c = result.canary
@@ -247,7 +256,7 @@ def status(ctx: click.Context, unit: str | None, base_dir: str | None, as_json: 
       qtsafe canary status --json
     """
     settings = load(ctx, {"unit": unit, "base_dir": base_dir})
-    from qtsafe.canary import lifecycle
+    from qtsafe.canary.status import canary_status
 
-    result = lifecycle.canary_status(settings)
+    result = canary_status(settings)
     return finish(result, as_json, lambda: _render_status(result))
