@@ -17,8 +17,9 @@ from qtsafe.config import Settings
 from qtsafe.errors import QtsafeError
 from qtsafe.status import Status
 from qtsafe.telemetry import sources
+from qtsafe.telemetry.ids import stream_id_time
 from qtsafe.telemetry.sources import RedisStreamSource, mask_url
-from qtsafe.timeutil import format_duration, stream_id_time, utc_now
+from qtsafe.timeutil import format_duration, utc_now
 
 OK, WARN, FAIL = "OK", "WARN", "FAIL"
 

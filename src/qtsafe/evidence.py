@@ -10,10 +10,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from qtsafe.telemetry.ids import last_id_of_ms, parse_stream_id
 from qtsafe.telemetry.parse import Telemetry, TelemetryBuilder, merge_telemetry
 from qtsafe.telemetry.sources import Progress, RedisStreamSource, ServerMark, Source
 from qtsafe.telemetry.window import Window
-from qtsafe.timeutil import parse_stream_id
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,7 +103,7 @@ def _slices(first_id: str, last_id: str, start: str, end: str, count: int) -> li
         return [(start, end)]
     cuts = [first_ms + span * k // count for k in range(1, count)]
     starts = [start] + [f"{cut}-0" for cut in cuts]
-    ends = [f"{cut - 1}-18446744073709551615" for cut in cuts] + [end]
+    ends = [last_id_of_ms(cut - 1) for cut in cuts] + [end]
     return list(zip(starts, ends, strict=True))
 
 

@@ -20,10 +20,11 @@ from qtsafe.evidence import Evidence, gather, gather_before
 from qtsafe.judge import ModelVerdict, WindowJudgement, judge_models
 from qtsafe.reports import render, write_new_report
 from qtsafe.status import Status
+from qtsafe.telemetry.ids import stream_id_time
 from qtsafe.telemetry.sources import Progress, RedisStreamSource, Source
-from qtsafe.telemetry.window import Window, window_between
+from qtsafe.telemetry.window import Window, resolve_window
 from qtsafe.textsafe import visible
-from qtsafe.timeutil import file_stamp, format_duration, iso, stream_id_time, utc_now
+from qtsafe.timeutil import file_stamp, format_duration, iso, utc_now
 
 MODES = ("collection", "canary")
 
@@ -85,12 +86,9 @@ def _summary(status: Status, mode: str, verdicts: Sequence[ModelVerdict], findin
 def run_quality_gate(
     settings: Settings,
     source: Source,
-    window: Window | None = None,
+    window: Window,
     *,
     mode: str,
-    after: dt.datetime | None = None,
-    until: dt.datetime | None = None,
-    last: int | None = None,
     models: Sequence[str] | None = None,
     baseline_window: bool = False,
     write_report: bool = True,
@@ -102,11 +100,7 @@ def run_quality_gate(
 
     Live Redis reads fail when the newest event is older than the stall limit; ``require_fresh`` applies
     that to exports too (canary activation: a model is never promoted on old evidence).
-
-    Give a resolved ``window``, or ``after``/``until``/``last`` (aware datetimes) to build one.
     """
-    if window is None:
-        window = window_between(after, until, last)
     if mode not in MODES:
         raise InputError(f"unknown mode {mode!r} (use collection or canary)")
     now = now or utc_now()
@@ -162,6 +156,23 @@ def run_quality_gate(
     md, js = write_new_report(settings.reports_dir, lambda n: f"quality_gate_{stamp}{n}{kind}_post_cutover",
                               render_pair)
     return dataclasses.replace(result, report_path=md, json_path=js)
+
+
+def run_quality_gate_after(
+    settings: Settings,
+    source: Source,
+    *,
+    after: dt.datetime | str | None = None,
+    until: dt.datetime | str | None = None,
+    last: int | None = None,
+    **options: Any,
+) -> GateResult:
+    """:func:`run_quality_gate` for a cutover not yet resolved to a window.
+
+    Kept for ``canary activate`` (canary/lifecycle.py, r-canary), which passes ``after=``; remove when its
+    ``_resolve_after`` is ported to :func:`qtsafe.telemetry.window.resolve_window`.
+    """
+    return run_quality_gate(settings, source, resolve_window(after, until, last), **options)
 
 
 def _id_time(entry_id: str | None) -> str:

@@ -1,0 +1,121 @@
+"""The kernel's one-home rules (issue 11): stream IDs, votes, findings, the cutover route, written once."""
+
+from __future__ import annotations
+
+import datetime as dt
+import subprocess
+import sys
+
+import pytest
+
+from qtsafe.errors import InputError
+from qtsafe.telemetry import ids
+
+
+def test_stream_ids_have_one_home_and_step_across_the_max_sequence() -> None:
+    assert ids.MAX_SEQ == 2**64 - 1
+    assert ids.prev_id("5-0") == f"4-{2**64 - 1}"
+    assert ids.prev_id("5-3") == "5-2"
+    assert ids.prev_id("0-0") is None
+    assert ids.next_id(b"7-9") == "7-10"
+    assert ids.last_id_of_ms(12) == f"12-{2**64 - 1}"
+    moment = dt.datetime(2026, 1, 10, 5, 47, 45, 847000, tzinfo=dt.UTC)
+    assert ids.stream_id_for(moment) == "1768024065847-0"
+    assert ids.end_id_for(moment) == "1768024065847"
+    assert ids.stream_id_time("1768024065847-3") == moment
+    with pytest.raises(InputError):
+        ids.parse_stream_id("12-x")
+
+
+def test_old_import_paths_of_the_id_helpers_still_work() -> None:
+    # monitor.py and monitor_stream.py (another engineer's) import these from their old homes.
+    from qtsafe.telemetry.sources import MAX_ID, MIN_ID, _next_id
+    from qtsafe.timeutil import parse_stream_id, stream_id_for, stream_id_time
+
+    assert (MAX_ID, MIN_ID) == (ids.MAX_ID, ids.MIN_ID)
+    assert _next_id is ids.next_id
+    assert (parse_stream_id, stream_id_for, stream_id_time) == (ids.parse_stream_id, ids.stream_id_for,
+                                                                 ids.stream_id_time)
+
+
+def test_max_sequence_is_written_once_in_the_library() -> None:
+    from pathlib import Path
+
+    import qtsafe
+
+    root = Path(qtsafe.__file__).parent
+    holders = [p.relative_to(root).as_posix() for p in root.rglob("*.py")
+               if "18446744073709551615" in p.read_text(encoding="utf-8")]
+    assert holders == ["telemetry/ids.py"]
+
+
+def _imports_after(code: str) -> set[str]:
+    out = subprocess.run([sys.executable, "-c", code + "\nimport sys\nprint(' '.join(sorted(sys.modules)))"],
+                         capture_output=True, text=True, check=True)
+    return set(out.stdout.split())
+
+
+def test_timeutil_does_not_load_the_telemetry_package() -> None:
+    loaded = _imports_after("import qtsafe.timeutil")
+    assert "qtsafe.telemetry" not in loaded
+
+
+def _library_sources(package: str) -> dict[str, str]:
+    from pathlib import Path
+
+    import qtsafe
+
+    root = Path(qtsafe.__file__).parent / package
+    return {p.name: p.read_text(encoding="utf-8") for p in root.rglob("*.py")}
+
+
+def test_telemetry_never_reaches_up_into_the_live_system() -> None:
+    offenders = [name for name, text in _library_sources("telemetry").items() if "qtsafe.canary" in text]
+    assert offenders == []
+
+
+def test_after_auto_is_answered_by_the_callable_the_caller_passes() -> None:
+    from qtsafe.telemetry.window import resolve_window
+
+    started = dt.datetime(2026, 1, 10, 5, 40, tzinfo=dt.UTC)
+    asked: list[int] = []
+
+    def active_since() -> dt.datetime:
+        asked.append(1)
+        return started
+
+    window = resolve_window(" AUTO ", "2026-01-10T06:00:00Z", 50, auto=active_since, auto_origin="auto (unit X)")
+    assert asked == [1]
+    assert (window.after, window.start_id, window.after_origin, window.last) == (
+        started, "1768023600000-0", "auto (unit X)", 50)
+    assert window.end_id == "1768024800000"
+    with pytest.raises(InputError, match="auto"):
+        resolve_window("auto")
+
+
+def test_one_route_takes_text_or_datetimes_alike() -> None:
+    from qtsafe.telemetry.window import resolve_window, window_between
+
+    moment = dt.datetime(2026, 1, 10, 5, 40, tzinfo=dt.UTC)
+    by_text = resolve_window("2026-01-10T05:40:00Z", "2026-01-10T06:00:00Z")
+    by_datetime = resolve_window(moment, moment + dt.timedelta(minutes=20))
+    assert (by_text.start_id, by_text.end_id) == (by_datetime.start_id, by_datetime.end_id)
+    assert (by_text.after_origin, by_datetime.after_origin) == ("--after", "caller")
+    assert window_between(moment) == resolve_window(moment)
+    assert resolve_window(None).after_origin == "none (whole retained stream)"
+    with pytest.raises(InputError, match="required"):
+        resolve_window("  ", require_after=True)
+    with pytest.raises(InputError, match="not after the cutover"):
+        resolve_window(moment, moment)
+
+
+def test_the_gate_takes_a_window_and_canary_keeps_its_cutover_wrapper() -> None:
+    import inspect
+
+    from qtsafe.canary import lifecycle
+    from qtsafe.gate import run_quality_gate, run_quality_gate_after
+
+    params = inspect.signature(run_quality_gate).parameters
+    assert params["window"].default is inspect.Parameter.empty
+    assert not {"after", "until", "last"} & set(params)
+    assert lifecycle._default_gate() is run_quality_gate_after
