@@ -119,3 +119,20 @@ def test_the_gate_takes_a_window_and_canary_keeps_its_cutover_wrapper() -> None:
     assert params["window"].default is inspect.Parameter.empty
     assert not {"after", "until", "last"} & set(params)
     assert lifecycle._default_gate() is run_quality_gate_after
+
+
+def test_action_codes_are_encoded_once_and_telemetry_does_not_import_checks() -> None:
+    from qtsafe import votes
+    from qtsafe.checks import quality
+    from qtsafe.telemetry import parse
+
+    assert votes.ACTION_CODES == {"BUY": votes.BUY, "SELL": votes.SELL, "HOLD": votes.HOLD} == {
+        "BUY": 0, "SELL": 1, "HOLD": 2}
+    assert quality.ACTIONS is votes.ACTIONS and quality.VoteDefects is votes.VoteDefects
+    assert parse.INVALID_KINDS is votes.INVALID_KINDS and parse.BAD_VOTE_KINDS is votes.BAD_VOTE_KINDS
+    offenders = [name for name, text in _library_sources("telemetry").items() if "qtsafe.checks" in text]
+    assert offenders == []
+    encodings = [f"{package}/{name}" for package in ("checks", "telemetry")
+                 for name, text in _library_sources(package).items()
+                 if "BUY, SELL, HOLD = 0, 1, 2" in text or '{"BUY": 0' in text]
+    assert encodings == []
