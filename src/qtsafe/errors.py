@@ -33,3 +33,11 @@ class StateError(QtsafeError):
 
 class SystemdError(QtsafeError):
     """Raised when systemctl/journalctl fail, time out or report an unexpected unit state."""
+
+
+class RedisUnreachableError(TelemetryError):
+    """Raised when Redis cannot be reached or does not answer in time (refused, reset, timed out).
+
+    A subclass so callers that advise a person (``doctor``) can tell "start Redis" from "check the
+    stream" by type, never by matching words in the message.
+    """

@@ -13,10 +13,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from qtsafe.checks.quality import FAIL, WARN, Finding
+from qtsafe.checks.stall import stall_rule
 from qtsafe.config import Settings
 from qtsafe.errors import InputError
 from qtsafe.evidence import Evidence, gather, gather_before
+from qtsafe.findings import FAIL, WARN, Finding
 from qtsafe.judge import ModelVerdict, WindowJudgement, judge_models
 from qtsafe.reports import render, write_new_report
 from qtsafe.status import Status
@@ -24,7 +25,7 @@ from qtsafe.telemetry.ids import stream_id_time
 from qtsafe.telemetry.sources import Progress, RedisStreamSource, Source
 from qtsafe.telemetry.window import Window, resolve_window
 from qtsafe.textsafe import visible
-from qtsafe.timeutil import file_stamp, format_duration, iso, utc_now
+from qtsafe.timeutil import file_stamp, iso, utc_now
 
 MODES = ("collection", "canary")
 
@@ -51,16 +52,13 @@ def stall_finding(evidence: Evidence, settings: Settings, now: dt.datetime, *, l
 
 def stall_check(newest_ms: int | None, window: Window, settings: Settings, now: dt.datetime, *,
                 live: bool) -> Finding | None:
-    """The stall rule on the newest event's stream time; shared by the gates, the scoreboard and sanity."""
-    if not live or newest_ms is None:
+    """The stall rule (:func:`qtsafe.checks.stall.stall_rule`) for a live read of ``window``.
+
+    Kept here for sanity, doctor, monitor and the canary tests; remove when they call the rule in checks/.
+    """
+    if not live:
         return None
-    reference = min(window.until, now) if window.until is not None else now
-    age = reference.timestamp() - newest_ms / 1000.0
-    if age <= settings.monitor.stall_limit:
-        return None
-    return Finding("stalled", FAIL,
-                   f"telemetry stalled: the newest trade.intent is {age / 60:.1f} min old "
-                   f"(limit {format_duration(settings.monitor.stall_limit)})", "window", "whole window")
+    return stall_rule(newest_ms, window.until, now, settings.monitor.stall_limit)
 
 
 def _summary(status: Status, mode: str, verdicts: Sequence[ModelVerdict], findings: Sequence[Finding],

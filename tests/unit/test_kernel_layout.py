@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import subprocess
 import sys
@@ -9,10 +10,11 @@ import sys
 import pytest
 
 from qtsafe.errors import InputError
-from qtsafe.telemetry import ids
 
 
 def test_stream_ids_have_one_home_and_step_across_the_max_sequence() -> None:
+    from qtsafe.telemetry import ids
+
     assert ids.MAX_SEQ == 2**64 - 1
     assert ids.prev_id("5-0") == f"4-{2**64 - 1}"
     assert ids.prev_id("5-3") == "5-2"
@@ -28,6 +30,8 @@ def test_stream_ids_have_one_home_and_step_across_the_max_sequence() -> None:
 
 
 def test_old_import_paths_of_the_id_helpers_still_work() -> None:
+    from qtsafe.telemetry import ids
+
     # monitor.py and monitor_stream.py (another engineer's) import these from their old homes.
     from qtsafe.telemetry.sources import MAX_ID, MIN_ID, _next_id
     from qtsafe.timeutil import parse_stream_id, stream_id_for, stream_id_time
@@ -136,3 +140,123 @@ def test_action_codes_are_encoded_once_and_telemetry_does_not_import_checks() ->
                  for name, text in _library_sources(package).items()
                  if "BUY, SELL, HOLD = 0, 1, 2" in text or '{"BUY": 0' in text]
     assert encodings == []
+
+
+# ---- one Finding type ---------------------------------------------------------------------------------
+
+
+def test_gate_sanity_doctor_model_and_dataset_checks_share_one_finding_type() -> None:
+    import typing
+
+    from qtsafe import doctor, findings
+    from qtsafe.checks import quality
+    from qtsafe.dataset import checks as dataset_checks
+    from qtsafe.dataset import run as dataset_run
+
+    assert quality.Finding is findings.Finding
+    assert (quality.FAIL, quality.WARN) == (findings.FAIL, findings.WARN)
+    hints = typing.get_type_hints(doctor.DoctorResult)
+    assert hints["checks"] == tuple[findings.Finding, ...]
+    assert typing.get_type_hints(dataset_checks.leakage_checks)["return"] == tuple[findings.Finding, ...]
+    assert typing.get_type_hints(dataset_run.DatasetResult)["checks"] == tuple[findings.Finding, ...]
+    assert not hasattr(doctor, "Check") and not hasattr(dataset_checks, "Check")
+    assert [f.name for f in dataclasses.fields(findings.Finding)] == [
+        "check", "severity", "message", "subject", "scope", "fix"]
+
+
+def test_a_finding_keeps_each_outputs_json_keys() -> None:
+    from qtsafe.dataset.checks import check_dict
+    from qtsafe.doctor import check_dict as doctor_dict
+    from qtsafe.findings import FAIL, OK, WARN, Finding
+
+    gate = Finding("stalled", FAIL, "telemetry stalled", "window", "whole window")
+    assert gate.to_dict() == {"check": "stalled", "severity": FAIL, "message": "telemetry stalled",
+                              "subject": "window", "scope": "whole window"}
+    assert Finding("x", WARN, "m", fix="do y").to_dict()["fix"] == "do y"
+    assert doctor_dict(Finding("unit", FAIL, "down", fix="start it")) == {
+        "name": "unit", "state": FAIL, "detail": "down", "fix": "start it"}
+    assert check_dict(Finding("each (symbol, time) appears once", OK, "0 duplicate samples")) == {
+        "name": "each (symbol, time) appears once", "passed": True, "detail": "0 duplicate samples"}
+    assert check_dict(Finding("c", FAIL, "d"))["passed"] is False
+
+
+# ---- typed errors, not message text ------------------------------------------------------------------
+
+
+def test_doctor_advises_by_the_errors_type_not_by_words_in_it(tmp_path, fake_redis, monkeypatch) -> None:
+    # A stream whose name holds "unreachable" and "timed out" is still a missing stream, not a Redis down.
+    from qtsafe.config import load_settings
+    from qtsafe.doctor import _redis_checks
+
+    settings = load_settings(env={"QTSAFE_BASE_DIR": str(tmp_path),
+                                  "QTSAFE_STREAM": "unreachable:timed out:intents"})
+    [check] = _redis_checks(settings)
+    assert check.severity == "FAIL" and "does not exist" in check.message
+    assert check.fix == "check stream (QTSAFE_STREAM) and the engine's producer"
+
+
+def test_an_unreachable_redis_is_a_typed_error(tmp_path) -> None:
+    from qtsafe.config import load_settings
+    from qtsafe.doctor import _redis_checks
+    from qtsafe.errors import RedisUnreachableError, TelemetryError
+    from qtsafe.telemetry.sources import open_source
+
+    settings = load_settings(env={"QTSAFE_BASE_DIR": str(tmp_path), "QTSAFE_REDIS_URL": "redis://127.0.0.1:1/0"})
+    with pytest.raises(RedisUnreachableError) as caught:
+        open_source(settings).check()
+    assert isinstance(caught.value, TelemetryError) and "unreachable" in str(caught.value)
+    [check] = _redis_checks(settings)
+    assert check.fix.startswith("start redis")
+
+
+# ---- written once -------------------------------------------------------------------------------------
+
+
+def _library_files_containing(needle: str) -> list[str]:
+    from pathlib import Path
+
+    import qtsafe
+
+    root = Path(qtsafe.__file__).parent
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*.py")
+                  if needle in p.read_text(encoding="utf-8"))
+
+
+def test_the_writability_probe_and_the_directory_fsync_are_written_once(tmp_path) -> None:
+    from qtsafe.fsio import probe_writable
+
+    assert _library_files_containing("mkstemp(prefix=\".qtsafe-") == ["fsio.py"]
+    assert _library_files_containing("os.O_RDONLY") == ["fsio.py"]
+    assert probe_writable(tmp_path / "not" / "yet") is None
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert probe_writable(blocker / "below") == f"{blocker} is not a directory"
+    assert list(tmp_path.iterdir()) == [blocker]  # the probe left nothing behind
+
+
+def test_resolving_last_and_paging_is_written_once() -> None:
+    assert _library_files_containing(".first_id_of_last(") == ["telemetry/read.py"]
+
+
+def test_the_stall_rule_lives_in_checks_and_gate_keeps_its_wrapper() -> None:
+    from qtsafe.checks.stall import stall_rule
+    from qtsafe.gate import stall_check
+    from qtsafe.telemetry.window import resolve_window
+
+    now = dt.datetime(2026, 1, 10, 6, 0, tzinfo=dt.UTC)
+    newest = int((now - dt.timedelta(minutes=20)).timestamp() * 1000)
+    finding = stall_rule(newest, None, now, 600.0)
+    assert finding is not None and finding.check == "stalled" and "20.0 min old (limit 10 min)" in finding.message
+    assert stall_rule(newest, now - dt.timedelta(minutes=15), now, 600.0) is None  # judged at --until
+    assert stall_rule(None, None, now, 600.0) is None
+    assert _library_files_containing("telemetry stalled: the newest") == ["checks/stall.py"]
+
+    class _Monitor:
+        stall_limit = 600.0
+
+    class _Settings:
+        monitor = _Monitor()
+
+    window = resolve_window(now - dt.timedelta(hours=1))
+    assert stall_check(newest, window, _Settings(), now, live=True) == finding  # type: ignore[arg-type]
+    assert stall_check(newest, window, _Settings(), now, live=False) is None  # type: ignore[arg-type]

@@ -21,7 +21,6 @@ import os
 import re
 import shlex
 import signal
-import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -41,7 +40,7 @@ from qtsafe.canary.weights import (
 )
 from qtsafe.config import Settings, check_unit_name
 from qtsafe.errors import ConfigError, InputError, QtsafeError, StateError, SystemdError, WriteError
-from qtsafe.fsio import atomic_write_bytes, atomic_write_text, sha256_file
+from qtsafe.fsio import atomic_write_bytes, atomic_write_text, probe_writable, sha256_file
 from qtsafe.status import Status
 from qtsafe.timeutil import file_stamp, format_duration, iso, iso_ms, parse_utc, utc_now
 
@@ -188,25 +187,8 @@ def rollback_command(settings: Settings) -> str:
 
 
 def _probe_writable(directory: Path) -> str | None:
-    """None if we can create files in ``directory`` (or its nearest existing ancestor), else the reason.
-
-    A real probe (create and delete a temp file), not ``os.access``: root passes ``access`` checks even on
-    a read-only filesystem, and a path component that is a file must be caught too.
-    """
-    target = directory
-    while not target.exists():
-        if target.parent == target:
-            break
-        target = target.parent
-    if not target.is_dir():
-        return f"{target} is not a directory"
-    try:
-        fd, name = tempfile.mkstemp(prefix=".qtsafe-probe.", dir=target)
-        os.close(fd)
-        os.unlink(name)
-    except OSError as exc:
-        return f"cannot write in {target}: {exc.strerror or exc}"
-    return None
+    """The one writability probe, :func:`qtsafe.fsio.probe_writable` (moved there for doctor too)."""
+    return probe_writable(directory)
 
 
 def _writability_problems(settings: Settings, directories: Sequence[Path]) -> list[str]:

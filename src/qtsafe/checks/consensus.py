@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from qtsafe.checks.dependence import critical_z, effective_sample_size, wilson_bounds
-from qtsafe.checks.quality import FAIL, Finding
+from qtsafe.findings import FAIL, Finding
 from qtsafe.votes import BUY, HOLD, SELL
 
 NO_VOTE = -1

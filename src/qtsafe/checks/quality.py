@@ -15,27 +15,16 @@ import numpy as np
 
 from qtsafe.config import Thresholds
 
+# Finding and its severities live in qtsafe.findings; kept importable from here for models/, monitor and the
+# checks that import them from here. Remove the re-export when those import qtsafe.findings.
+from qtsafe.findings import FAIL as FAIL
+from qtsafe.findings import WARN as WARN
+from qtsafe.findings import Finding as Finding
+
 # ACTIONS and VoteDefects live in qtsafe.votes; kept importable from here for models/, rolling.py and the
 # tests. Remove the re-export when those import qtsafe.votes.
 from qtsafe.votes import ACTIONS as ACTIONS
 from qtsafe.votes import VoteDefects as VoteDefects
-
-FAIL = "FAIL"
-WARN = "WARN"
-
-
-@dataclasses.dataclass(frozen=True)
-class Finding:
-    """One judged rule, in plain words. ``severity`` FAIL blocks; WARN is shown but does not block."""
-
-    check: str
-    severity: str
-    message: str
-    subject: str = ""
-    scope: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -24,7 +24,7 @@ from typing import Any
 import redis
 
 from qtsafe.config import Settings
-from qtsafe.errors import InputError, TelemetryError
+from qtsafe.errors import InputError, RedisUnreachableError, TelemetryError
 from qtsafe.telemetry.ids import MAX_ID, MIN_ID, next_id, parse_stream_id, prev_id
 from qtsafe.telemetry.parse import RawEntry
 
@@ -55,6 +55,13 @@ def redis_client(settings: Settings) -> redis.Redis:
 
 def _raw_reply(response: Any, **_: Any) -> Any:
     return response
+
+
+def _unreachable(exc: Exception) -> bool:
+    """Redis could not be reached or did not answer in time (as opposed to answering with a refusal)."""
+    if isinstance(exc, redis.AuthenticationError):
+        return False
+    return isinstance(exc, (redis.ConnectionError, redis.TimeoutError, TimeoutError, ConnectionError))
 
 
 def _describe_error(exc: Exception) -> str:
@@ -103,7 +110,8 @@ class RedisStreamSource:
         return f"{self.url} stream {self.key}"
 
     def _fail(self, exc: Exception) -> TelemetryError:
-        return TelemetryError(f"Redis at {self.url} (stream {self.key}): {_describe_error(exc)}")
+        kind = RedisUnreachableError if _unreachable(exc) else TelemetryError
+        return kind(f"Redis at {self.url} (stream {self.key}): {_describe_error(exc)}")
 
     def _call(self, *args: Any) -> Any:
         try:
