@@ -9,122 +9,104 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
-import tempfile
-from pathlib import Path
 from typing import Any
 
 from qtsafe.config import Settings
-from qtsafe.errors import QtsafeError
+from qtsafe.errors import QtsafeError, RedisUnreachableError
+from qtsafe.findings import FAIL, OK, WARN, Finding
+from qtsafe.fsio import probe_writable
 from qtsafe.status import Status
 from qtsafe.telemetry import sources
+from qtsafe.telemetry.ids import stream_id_time
 from qtsafe.telemetry.sources import RedisStreamSource, mask_url
-from qtsafe.timeutil import format_duration, stream_id_time, utc_now
-
-OK, WARN, FAIL = "OK", "WARN", "FAIL"
+from qtsafe.timeutil import format_duration, utc_now
 
 
-@dataclasses.dataclass(frozen=True)
-class Check:
-    name: str
-    state: str
-    detail: str
-    fix: str = ""
+def _check(name: str, state: str, detail: str, fix: str = "") -> Finding:
+    """A doctor check: a finding named ``name`` whose fix says what to do."""
+    return Finding(name, state, detail, fix=fix)
 
-    def to_dict(self) -> dict[str, str]:
-        return dataclasses.asdict(self)
+
+def check_dict(finding: Finding) -> dict[str, str]:
+    """A doctor check as ``--json`` has always shown it (scripts read these keys): name, state, detail, fix."""
+    return {"name": finding.check, "state": finding.severity, "detail": finding.message, "fix": finding.fix}
 
 
 @dataclasses.dataclass(frozen=True)
 class DoctorResult:
     status: Status
     summary: str
-    checks: tuple[Check, ...]
+    checks: tuple[Finding, ...]
 
     def to_dict(self) -> dict[str, Any]:
         return {"command": "doctor", "status": self.status.value, "summary": self.summary,
-                "checks": [c.to_dict() for c in self.checks]}
+                "checks": [check_dict(c) for c in self.checks]}
 
 
-def _writable(directory: Path) -> str | None:
-    """None when a file can be created in ``directory`` (or its nearest existing parent), else why not."""
-    probe = directory
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
-    if not probe.is_dir():
-        return f"{probe} is not a directory"
-    try:
-        fd, name = tempfile.mkstemp(prefix=".qtsafe-doctor.", dir=probe)
-    except OSError as exc:
-        return f"cannot create a file in {probe}: {exc.strerror or exc}"
-    os.close(fd)
-    os.unlink(name)
-    return None
-
-
-def _redis_checks(settings: Settings) -> list[Check]:
+def _redis_checks(settings: Settings) -> list[Finding]:
     url = mask_url(settings.redis_url)
     # Looked up on the module at call time so tests can hand in fakeredis through the one factory.
     source = RedisStreamSource(sources.redis_client(settings), settings.stream, url=settings.redis_url)
     try:
         length = source.check()
+    except RedisUnreachableError as exc:
+        return [_check("redis", FAIL, str(exc), "start redis or set redis_url (QTSAFE_REDIS_URL / --redis-url)")]
     except QtsafeError as exc:
-        fix = ("start redis or set redis_url (QTSAFE_REDIS_URL / --redis-url)" if "unreachable" in str(exc)
-               or "timed out" in str(exc) else "check stream (QTSAFE_STREAM) and the engine's producer")
-        return [Check("redis", FAIL, str(exc), fix)]
-    checks = [Check("redis", OK, f"{url} reachable; stream {settings.stream} holds {length:,} entries")]
+        return [_check("redis", FAIL, str(exc), "check stream (QTSAFE_STREAM) and the engine's producer")]
+    checks = [_check("redis", OK, f"{url} reachable; stream {settings.stream} holds {length:,} entries")]
     newest = source.latest_id()
     if newest is None:
-        checks.append(Check("telemetry", FAIL, f"stream {settings.stream} is empty", "is the AI engine publishing?"))
+        checks.append(_check("telemetry", FAIL, f"stream {settings.stream} is empty", "is the AI engine publishing?"))
         return checks
     age = (utc_now() - stream_id_time(newest)).total_seconds()
     limit = settings.monitor.stall_limit
     state = OK if age <= limit else WARN
-    checks.append(Check("telemetry", state, f"newest trade.intent entry {newest} is {age / 60:.1f} min old",
+    checks.append(_check("telemetry", state, f"newest trade.intent entry {newest} is {age / 60:.1f} min old",
                         "" if state == OK else f"older than the stall limit ({format_duration(limit)}): is the engine "
                                                "running and publishing?"))
     trim = source.trim_info()
     if trim.get("entries_added") is None:
-        checks.append(Check("redis-version", WARN, "the server does not report entries-added (Redis < 7): trimmed "
+        checks.append(_check("redis-version", WARN, "the server does not report entries-added (Redis < 7): trimmed "
                                                    "entries after a cutover cannot be detected", "use Redis 7+"))
     return checks
 
 
-def _systemd_checks(settings: Settings) -> list[Check]:
+def _systemd_checks(settings: Settings) -> list[Finding]:
     from qtsafe.canary.systemd import Systemd
 
     binary = shutil.which(settings.systemctl) if os.sep not in settings.systemctl else settings.systemctl
     if not binary or not os.access(binary, os.X_OK):
-        return [Check("systemctl", FAIL, f"{settings.systemctl} not found",
+        return [_check("systemctl", FAIL, f"{settings.systemctl} not found",
                       "set systemctl (QTSAFE_SYSTEMCTL) or run on the VPS")]
     systemd = Systemd(settings)
     try:
         load = systemd.show("LoadState").partition("=")[2]
         active = systemd.is_active()
     except QtsafeError as exc:
-        return [Check("unit", FAIL, str(exc), "is systemd running here? check unit (QTSAFE_UNIT) and systemctl "
+        return [_check("unit", FAIL, str(exc), "is systemd running here? check unit (QTSAFE_UNIT) and systemctl "
                                               "(QTSAFE_SYSTEMCTL)")]
     if load != "loaded":
-        return [Check("unit", FAIL, f"{settings.unit} LoadState={load or 'unknown'}",
+        return [_check("unit", FAIL, f"{settings.unit} LoadState={load or 'unknown'}",
                       "the fleet also has quantum-ai_engine.service: set unit (QTSAFE_UNIT)")]
     state = OK if active == "active" else FAIL
-    return [Check("unit", state, f"{settings.unit} is {active}",
+    return [_check("unit", state, f"{settings.unit} is {active}",
                   "" if state == OK else f"systemctl start {settings.unit} (canary activate needs it active)")]
 
 
 def run_doctor(settings: Settings) -> DoctorResult:
-    checks: list[Check] = [Check("config", OK, f"settings from {settings.config_file or 'defaults'} < QTSAFE_* "
+    checks: list[Finding] = [_check("config", OK, f"settings from {settings.config_file or 'defaults'} < QTSAFE_* "
                                                "environment < flags" + (
         f"; loosened: {', '.join(x['rule'] for x in settings.loosened())}" if settings.loosened() else ""))]
     if settings.loosened():
-        checks[0] = dataclasses.replace(checks[0], state=WARN, fix="loosened thresholds are reported in every "
+        checks[0] = dataclasses.replace(checks[0], severity=WARN, fix="loosened thresholds are reported in every "
                                                                    "report and journal record; make sure it is meant")
     checks += _redis_checks(settings)
     checks += _systemd_checks(settings)
     env_file = settings.env_file
     if env_file.is_file() and os.access(env_file, os.R_OK):
-        checks.append(Check("env-file", OK, f"{env_file} readable"))
+        checks.append(_check("env-file", OK, f"{env_file} readable"))
     else:
-        checks.append(Check("env-file", FAIL, f"{env_file} missing or unreadable", "set env_file (QTSAFE_ENV_FILE)"))
+        checks.append(_check("env-file", FAIL, f"{env_file} missing or unreadable", "set env_file (QTSAFE_ENV_FILE)"))
     for label, directory, needed_for in (
         ("reports-dir", settings.reports_dir, "every report"),
         ("data-dir", settings.data_dir, "canary state and backups of weights"),
@@ -132,8 +114,8 @@ def run_doctor(settings: Settings) -> DoctorResult:
         ("systemd-dir", settings.systemd_dir / f"{settings.unit}.d", "canary activate (the drop-in)"),
         ("backup-dir", settings.backup_dir, "canary activate (env file backups)"),
     ):
-        problem = _writable(directory)
-        checks.append(Check(label, OK if problem is None else FAIL,
+        problem = probe_writable(directory)
+        checks.append(_check(label, OK if problem is None else FAIL,
                             f"{directory} writable" if problem is None else f"{problem} (needed for {needed_for})",
                             "" if problem is None else ("run as root (sudo)" if os.geteuid() != 0
                                                         else f"create {directory} or fix its permissions")))
@@ -141,19 +123,19 @@ def run_doctor(settings: Settings) -> DoctorResult:
 
     try:
         journal = verify_journal(settings)
-        checks.append(Check("journal", OK if journal.status is Status.PASS else FAIL, journal.summary,
+        checks.append(_check("journal", OK if journal.status is Status.PASS else FAIL, journal.summary,
                             "" if journal.status is Status.PASS else "keep the file for the audit; see "
                                                                       "'qtsafe journal verify'"))
     except QtsafeError as exc:
-        checks.append(Check("journal", FAIL, str(exc), "check permissions on logs/"))
-    fails = [c for c in checks if c.state == FAIL]
-    warns = [c for c in checks if c.state == WARN]
+        checks.append(_check("journal", FAIL, str(exc), "check permissions on logs/"))
+    fails = [c for c in checks if c.severity == FAIL]
+    warns = [c for c in checks if c.severity == WARN]
     if fails:
         status = Status.FAIL
-        summary = f"FAIL: {len(fails)} of {len(checks)} checks fail - {fails[0].name}: {fails[0].detail}"
+        summary = f"FAIL: {len(fails)} of {len(checks)} checks fail - {fails[0].check}: {fails[0].message}"
     elif warns:
         status = Status.WAIT
-        summary = f"WARN: {len(warns)} of {len(checks)} checks need a look - {warns[0].name}: {warns[0].detail}"
+        summary = f"WARN: {len(warns)} of {len(checks)} checks need a look - {warns[0].check}: {warns[0].message}"
     else:
         status = Status.PASS
         summary = f"OK: all {len(checks)} checks pass"
@@ -163,5 +145,5 @@ def run_doctor(settings: Settings) -> DoctorResult:
 def render_doctor_text(result: DoctorResult) -> str:
     lines = [result.summary]
     for c in result.checks:
-        lines.append(f"  {c.state:<4} {c.name:<12} {c.detail}" + (f"\n       fix: {c.fix}" if c.fix else ""))
+        lines.append(f"  {c.severity:<4} {c.check:<12} {c.message}" + (f"\n       fix: {c.fix}" if c.fix else ""))
     return "\n".join(lines)

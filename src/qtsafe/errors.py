@@ -41,3 +41,11 @@ class CanaryStateError(StateError):
 
 class LockHeldError(StateError):
     """Raised when the per-unit canary lock is held by another qtsafe process; nothing was changed."""
+
+
+class RedisUnreachableError(TelemetryError):
+    """Raised when Redis cannot be reached or does not answer in time (refused, reset, timed out).
+
+    A subclass so callers that advise a person (``doctor``) can tell "start Redis" from "check the
+    stream" by type, never by matching words in the message.
+    """

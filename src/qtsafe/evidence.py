@@ -10,10 +10,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from qtsafe.telemetry.ids import last_id_of_ms, parse_stream_id
 from qtsafe.telemetry.parse import Telemetry, TelemetryBuilder, merge_telemetry
+from qtsafe.telemetry.read import open_read
 from qtsafe.telemetry.sources import Progress, RedisStreamSource, ServerMark, Source
 from qtsafe.telemetry.window import Window
-from qtsafe.timeutil import parse_stream_id
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,7 +104,7 @@ def _slices(first_id: str, last_id: str, start: str, end: str, count: int) -> li
         return [(start, end)]
     cuts = [first_ms + span * k // count for k in range(1, count)]
     starts = [start] + [f"{cut}-0" for cut in cuts]
-    ends = [f"{cut - 1}-18446744073709551615" for cut in cuts] + [end]
+    ends = [last_id_of_ms(cut - 1) for cut in cuts] + [end]
     return list(zip(starts, ends, strict=True))
 
 
@@ -140,22 +141,17 @@ def gather(source: Source, window: Window, *, progress: Progress | None = None, 
     bottleneck and the GIL keeps one process on one core (docs/performance.md).
     """
     started = time.perf_counter()
-    total = source.check()
     # Who serves the stream as the read begins: every page read (here or in a worker) must come from it.
-    mark = source.mark() if isinstance(source, RedisStreamSource) else None
-    start = window.start_id
-    if window.last is not None:
-        first = source.first_id_of_last(window.last, start, window.end_id)
-        start = first if first is not None else start
+    read = open_read(source, window, marked=True)
+    mark, total = read.mark, read.total
     telemetry = None
     if (workers > 1 and isinstance(source, RedisStreamSource) and mark is not None
             and source.reconnect is not None and total >= parallel_min):
-        telemetry = _gather_parallel(source, start, window.end_id, workers, progress, total, mark)
+        telemetry = _gather_parallel(source, read.start, window.end_id, workers, progress, total, mark)
     if telemetry is None:
         builder = TelemetryBuilder()
         with gc_paused():
-            for page in source.pages(start, window.end_id, progress=progress, total=total if total >= 0 else None,
-                                     since=mark):
+            for page in read.pages(progress):
                 builder.feed(page)
             telemetry = builder.build()
     trimmed = trim_report(source.trim_info(), window.start_id)

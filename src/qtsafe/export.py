@@ -9,6 +9,7 @@ from typing import Any
 
 from qtsafe.fsio import atomic_writer
 from qtsafe.status import Status
+from qtsafe.telemetry.read import open_read
 from qtsafe.telemetry.sources import Progress, Source
 from qtsafe.telemetry.window import Window
 
@@ -36,12 +37,9 @@ def export_window(source: Source, window: Window, path: Path, *, progress: Progr
     """Write every entry of the window, unparsed, one JSON object a line; atomic as a whole file."""
     count = 0
     first = last = None
-    total = source.check()
-    start = window.start_id
-    if window.last is not None:
-        start = source.first_id_of_last(window.last, start, window.end_id) or start
+    read = open_read(source, window)
     with atomic_writer(path) as handle:
-        for page in source.pages(start, window.end_id, progress=progress, total=total if total >= 0 else None):
+        for page in read.pages(progress):
             lines = []
             for entry_id, fields in page:
                 ident = entry_id.decode("ascii")

@@ -17,12 +17,35 @@ from typing import Any, BinaryIO
 from qtsafe.errors import WriteError
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
+    """Make a rename or removal in ``directory`` durable (the directory entry itself is flushed)."""
     fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def probe_writable(directory: Path) -> str | None:
+    """None if we can create files in ``directory`` (or its nearest existing ancestor), else the reason.
+
+    A real probe (create and delete a temp file), not ``os.access``: root passes ``access`` checks even on
+    a read-only filesystem, and a path component that is a file must be caught too.
+    """
+    target = directory
+    while not target.exists():
+        if target.parent == target:
+            break
+        target = target.parent
+    if not target.is_dir():
+        return f"{target} is not a directory"
+    try:
+        fd, name = tempfile.mkstemp(prefix=".qtsafe-probe.", dir=target)
+        os.close(fd)
+        os.unlink(name)
+    except OSError as exc:
+        return f"cannot create a file in {target}: {exc.strerror or exc}"
+    return None
 
 
 @contextlib.contextmanager
@@ -52,7 +75,7 @@ def atomic_writer(path: Path | str, mode: int | None = None) -> Iterator[BinaryI
             os.chmod(tmp_name, 0o644)
         os.replace(tmp_name, target)
         tmp_name = None
-        _fsync_dir(target.parent)
+        fsync_dir(target.parent)
     except OSError as exc:
         raise WriteError(f"cannot write {target}: {exc.strerror or exc}") from exc
     finally:
@@ -136,7 +159,7 @@ def atomic_write_pair(first: Path, first_data: bytes, second: Path, second_data:
             else:
                 os.unlink(first)
             raise
-        _fsync_dir(directory)
+        fsync_dir(directory)
     except OSError as exc:
         raise WriteError(f"cannot write {current}: {exc.strerror or exc}") from exc
     finally:
@@ -184,7 +207,7 @@ def write_new_pair(directory: Path, stem_for: Callable[[str], str], build: Calla
                     n += 1
                     continue
                 raise
-            _fsync_dir(directory)
+            fsync_dir(directory)
             return first, second
         except OSError as exc:
             raise WriteError(f"cannot write {current}: {exc.strerror or exc}") from exc

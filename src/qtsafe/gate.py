@@ -13,17 +13,19 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from qtsafe.checks.quality import FAIL, WARN, Finding
+from qtsafe.checks.stall import stall_rule
 from qtsafe.config import Settings
 from qtsafe.errors import InputError
 from qtsafe.evidence import Evidence, gather, gather_before
+from qtsafe.findings import FAIL, WARN, Finding
 from qtsafe.judge import ModelVerdict, WindowJudgement, judge_models
 from qtsafe.reports import render, write_new_report
 from qtsafe.status import Status
+from qtsafe.telemetry.ids import stream_id_time
 from qtsafe.telemetry.sources import Progress, RedisStreamSource, Source
-from qtsafe.telemetry.window import Window, window_between
+from qtsafe.telemetry.window import Window, resolve_window
 from qtsafe.textsafe import visible
-from qtsafe.timeutil import file_stamp, format_duration, iso, stream_id_time, utc_now
+from qtsafe.timeutil import file_stamp, iso, utc_now
 
 MODES = ("collection", "canary")
 
@@ -54,16 +56,13 @@ def stall_finding(evidence: Evidence, settings: Settings, now: dt.datetime, *, l
 
 def stall_check(newest_ms: int | None, window: Window, settings: Settings, now: dt.datetime, *,
                 live: bool) -> Finding | None:
-    """The stall rule on the newest event's stream time; shared by the gates, the scoreboard and sanity."""
-    if not live or newest_ms is None:
+    """The stall rule (:func:`qtsafe.checks.stall.stall_rule`) for a live read of ``window``.
+
+    Kept here for sanity, doctor, monitor and the canary tests; remove when they call the rule in checks/.
+    """
+    if not live:
         return None
-    reference = min(window.until, now) if window.until is not None else now
-    age = reference.timestamp() - newest_ms / 1000.0
-    if age <= settings.monitor.stall_limit:
-        return None
-    return Finding("stalled", FAIL,
-                   f"telemetry stalled: the newest trade.intent is {age / 60:.1f} min old "
-                   f"(limit {format_duration(settings.monitor.stall_limit)})", "window", "whole window")
+    return stall_rule(newest_ms, window.until, now, settings.monitor.stall_limit)
 
 
 def _summary(status: Status, mode: str, verdicts: Sequence[ModelVerdict], findings: Sequence[Finding],
@@ -89,12 +88,9 @@ def _summary(status: Status, mode: str, verdicts: Sequence[ModelVerdict], findin
 def run_quality_gate(
     settings: Settings,
     source: Source,
-    window: Window | None = None,
+    window: Window,
     *,
     mode: str,
-    after: dt.datetime | None = None,
-    until: dt.datetime | None = None,
-    last: int | None = None,
     models: Sequence[str] | None = None,
     baseline_window: bool = False,
     write_report: bool = True,
@@ -106,11 +102,7 @@ def run_quality_gate(
 
     Live Redis reads fail when the newest event is older than the stall limit; ``require_fresh`` applies
     that to exports too (canary activation: a model is never promoted on old evidence).
-
-    Give a resolved ``window``, or ``after``/``until``/``last`` (aware datetimes) to build one.
     """
-    if window is None:
-        window = window_between(after, until, last)
     if mode not in MODES:
         raise InputError(f"unknown mode {mode!r} (use collection or canary)")
     now = now or utc_now()
@@ -166,6 +158,23 @@ def run_quality_gate(
     md, js = write_new_report(settings.reports_dir, lambda n: f"quality_gate_{stamp}{n}{kind}_post_cutover",
                               render_pair)
     return dataclasses.replace(result, report_path=md, json_path=js)
+
+
+def run_quality_gate_after(
+    settings: Settings,
+    source: Source,
+    *,
+    after: dt.datetime | str | None = None,
+    until: dt.datetime | str | None = None,
+    last: int | None = None,
+    **options: Any,
+) -> GateResult:
+    """:func:`run_quality_gate` for a cutover not yet resolved to a window.
+
+    Kept for ``canary activate`` (canary/lifecycle.py, r-canary), which passes ``after=``; remove when its
+    ``_resolve_after`` is ported to :func:`qtsafe.telemetry.window.resolve_window`.
+    """
+    return run_quality_gate(settings, source, resolve_window(after, until, last), **options)
 
 
 def _id_time(entry_id: str | None) -> str:

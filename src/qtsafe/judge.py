@@ -9,12 +9,14 @@ from pathlib import Path
 from typing import Any
 
 from qtsafe import __version__
-from qtsafe.checks.quality import FAIL, Finding, ModelStats, VoteDefects, judge_defects, judge_stats, model_stats
+from qtsafe.checks.quality import ModelStats, judge_defects, judge_stats, model_stats
 from qtsafe.config import Thresholds
+from qtsafe.findings import FAIL, Finding
 from qtsafe.status import Status
 from qtsafe.telemetry.parse import ModelColumns, Telemetry
 from qtsafe.telemetry.window import Window
 from qtsafe.timeutil import iso
+from qtsafe.votes import VoteDefects
 
 
 @dataclasses.dataclass(frozen=True)

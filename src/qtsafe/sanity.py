@@ -18,14 +18,16 @@ import msgspec
 import numpy as np
 
 from qtsafe import __version__
-from qtsafe.checks.quality import FAIL, WARN, Finding, mean_std
+from qtsafe.checks.quality import mean_std
+from qtsafe.checks.stall import stall_rule
 from qtsafe.config import Settings
 from qtsafe.evidence import gc_paused
-from qtsafe.gate import stall_check
+from qtsafe.findings import FAIL, WARN, Finding
 from qtsafe.reports import render, write_new_report
 from qtsafe.status import Status
 from qtsafe.telemetry.duplicates import count_keys, has_duplicate_keys
 from qtsafe.telemetry.parse import EVENT_TYPE, RawEntry, first_fields
+from qtsafe.telemetry.read import open_read
 from qtsafe.telemetry.sources import Progress, RedisStreamSource, Source
 from qtsafe.telemetry.window import Window
 from qtsafe.textsafe import visible
@@ -273,17 +275,15 @@ def run_feature_sanity(
 ) -> SanityResult:
     """Read the window, judge every feature, write ``reports/safety/feature_sanity_<ts>.md`` + JSON."""
     now = now or utc_now()
-    total = source.check()
-    start = window.start_id
-    if window.last is not None:
-        start = source.first_id_of_last(window.last, start, window.end_id) or start
+    read = open_read(source, window)
     builder = FeatureBuilder(tuple(settings.feature_sanity.numeric_fields))
     with gc_paused():
-        for page in source.pages(start, window.end_id, progress=progress, total=total if total >= 0 else None):
+        for page in read.pages(progress):
             builder.feed(page)
     stats, findings, judged, flatlined, excluded = judge_features(builder, settings)
     # Inputs that stopped arriving are not alive, however healthy the old ones looked.
-    stalled = stall_check(builder.newest_ms, window, settings, now, live=isinstance(source, RedisStreamSource))
+    stalled = stall_rule(builder.newest_ms, window.until, now, settings.monitor.stall_limit) if isinstance(
+        source, RedisStreamSource) else None
     if stalled is not None:
         findings.append(stalled)
     failed = [f for f in findings if f.severity == FAIL]

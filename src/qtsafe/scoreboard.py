@@ -13,9 +13,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from qtsafe.checks.ensemble import EnsembleFigures, ensemble_figures, judge_ensemble
-from qtsafe.checks.quality import FAIL, WARN, Finding
 from qtsafe.config import Settings
 from qtsafe.evidence import gather
+from qtsafe.findings import FAIL, WARN, Finding
 from qtsafe.gate import stall_finding
 from qtsafe.judge import WindowJudgement, judge_models
 from qtsafe.reports import render, write_report

@@ -1,14 +1,14 @@
-"""UTC everywhere: parsing operator timestamps, stream IDs, and the timestamps in file names."""
+"""UTC everywhere: parsing operator timestamps and durations, and the timestamps in file names."""
 
 from __future__ import annotations
 
 import datetime as dt
 import re
+from typing import Any
 
 from qtsafe.errors import InputError
 
 UTC = dt.UTC
-_STREAM_ID = re.compile(r"^(\d{1,20})(?:-(\d{1,20}))?$")
 
 
 def utc_now() -> dt.datetime:
@@ -32,28 +32,6 @@ def parse_utc(text: str) -> dt.datetime:
     if parsed.tzinfo is None:
         return parsed.replace(tzinfo=UTC)
     return parsed.astimezone(UTC)
-
-
-def stream_id_for(moment: dt.datetime) -> str:
-    """The first stream ID at or after ``moment``: ``<unix_ms>-0``."""
-    millis = int(moment.astimezone(UTC).timestamp() * 1000)
-    if millis < 0:
-        raise InputError(f"timestamp before 1970 cannot be a stream ID: {moment.isoformat()}")
-    return f"{millis}-0"
-
-
-def parse_stream_id(text: str) -> tuple[int, int]:
-    """Split ``<ms>-<seq>`` (or ``<ms>``) into integers; raise InputError on anything else."""
-    match = _STREAM_ID.match(text.strip())
-    if not match:
-        raise InputError(f"not a stream ID: {text!r} (expected <unix_ms>-<seq>)")
-    return int(match.group(1)), int(match.group(2) or 0)
-
-
-def stream_id_time(stream_id: str) -> dt.datetime:
-    """The UTC time encoded in a stream ID."""
-    millis, _ = parse_stream_id(stream_id)
-    return dt.datetime.fromtimestamp(millis / 1000, tz=UTC)
 
 
 def iso(moment: dt.datetime | None) -> str | None:
@@ -100,3 +78,17 @@ def format_duration(seconds: float) -> str:
     parts += [f"{minutes} min"] if minutes else []
     parts += [f"{secs} s"] if secs else []
     return sign + " ".join(parts)
+
+
+# Stream-ID helpers moved to qtsafe.telemetry.ids. Kept importable from here for monitor.py and
+# monitor_stream.py (r-monitor); remove when they import qtsafe.telemetry.ids. Resolved on first use,
+# so importing timeutil does not load the telemetry package (it imports timeutil itself).
+_MOVED_TO_IDS = frozenset({"stream_id_for", "parse_stream_id", "stream_id_time"})
+
+
+def __getattr__(name: str) -> Any:
+    if name in _MOVED_TO_IDS:
+        from qtsafe.telemetry import ids
+
+        return getattr(ids, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -46,8 +46,8 @@ def test_gate_stall_finding_shows_a_sub_minute_limit(root: Root) -> None:
 
 def test_doctor_telemetry_fix_shows_a_sub_minute_limit(root: Root, fake_redis: Any, make_stream: Any) -> None:
     make_stream(fake_redis, "stalled", 100)  # newest entry 30 minutes old
-    check = {c.name: c for c in run_doctor(root.settings(**{"monitor.stall_limit": 45.0})).checks}["telemetry"]
-    assert check.state == "WARN" and "older than the stall limit (45 s)" in check.fix, check.fix
+    check = {c.check: c for c in run_doctor(root.settings(**{"monitor.stall_limit": 45.0})).checks}["telemetry"]
+    assert check.severity == "WARN" and "older than the stall limit (45 s)" in check.fix, check.fix
 
 
 def test_monitor_stall_violation_shows_a_sub_minute_limit(root: Root, activated: dict[str, Any],  # noqa: F811

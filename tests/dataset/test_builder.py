@@ -200,7 +200,7 @@ def test_a_feature_that_peeks_ahead_fails_the_causality_check(monkeypatch: pytes
 
     monkeypatch.setitem(REGISTRY, "peek", dataclasses.replace(REGISTRY["rsi"], name="peek", compute=next_close))
     built = build_arrays(make_candles(("BTCUSDT",)), DatasetRequest(features=("rsi", "peek")))
-    failed = [check.name for check in leakage_checks(built) if not check.passed]
+    failed = [check.check for check in leakage_checks(built) if not check.passed]
     assert failed == ["features use no bar after t (recomputed from truncated data)"]
 
 

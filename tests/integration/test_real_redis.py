@@ -145,7 +145,7 @@ def test_parallel_read_equals_a_single_read(redis_server: RedisServer, real_redi
            "--redis-url", redis_server.url)
     xadd_entries(real_redis, load_samples())  # the awkward samples, after the simulated entries
     settings = load_settings(overrides={"redis_url": redis_server.url, "page_size": 100}, env={})
-    window = resolve_window(settings, "2000-01-01T00:00:00Z")
+    window = resolve_window("2000-01-01T00:00:00Z")
     import qtsafe.evidence as evidence
 
     merged: list[int] = []

@@ -17,8 +17,8 @@ def test_doctor_all_ok(root: Root, fake_redis, make_stream) -> None:
     make_stream(fake_redis, "healthy", 100)
     root.control(initial="active")
     result = run_doctor(root.settings())
-    states = {c.name: c.state for c in result.checks}
-    assert result.status is Status.PASS, [c for c in result.checks if c.state != "OK"]
+    states = {c.check: c.severity for c in result.checks}
+    assert result.status is Status.PASS, [c for c in result.checks if c.severity != "OK"]
     assert result.summary == f"OK: all {len(result.checks)} checks pass"
     assert {"redis", "telemetry", "unit", "env-file", "systemd-dir", "journal"} <= states.keys()
 
@@ -28,11 +28,11 @@ def test_doctor_names_what_to_fix(root: Root, fake_redis, make_stream) -> None:
     root.control(initial="inactive")
     root.env_file.unlink()
     result = run_doctor(root.settings())
-    by_name = {c.name: c for c in result.checks}
+    by_name = {c.check: c for c in result.checks}
     assert result.status is Status.FAIL
-    assert by_name["telemetry"].state == "WARN" and "30.0 min old" in by_name["telemetry"].detail
-    assert by_name["unit"].state == "FAIL" and "systemctl start" in by_name["unit"].fix
-    assert by_name["env-file"].state == "FAIL"
+    assert by_name["telemetry"].severity == "WARN" and "30.0 min old" in by_name["telemetry"].message
+    assert by_name["unit"].severity == "FAIL" and "systemctl start" in by_name["unit"].fix
+    assert by_name["env-file"].severity == "FAIL"
 
 
 def test_doctor_cli_redis_down(root: Root) -> None:

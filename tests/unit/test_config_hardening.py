@@ -150,7 +150,7 @@ def test_doctor_lists_a_narrowed_field_list(tmp_path: Path, monkeypatch: pytest.
     settings = load_settings(env={"QTSAFE_FEATURE_SANITY_NUMERIC_FIELDS": "confidence",
                                   "QTSAFE_BASE_DIR": str(tmp_path)})
     config = run_doctor(settings).checks[0]
-    assert config.state == WARN and "loosened: feature_sanity.numeric_fields" in config.detail
+    assert config.severity == WARN and "loosened: feature_sanity.numeric_fields" in config.message
 
 
 # ---- the engine unit: only names systemd accepts -------------------------------------------------------

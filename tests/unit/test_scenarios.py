@@ -47,7 +47,7 @@ def test_scenario_verdict(scenario: str, fake_redis, make_stream, tmp_path) -> N
     make_stream(fake_redis, scenario, 1600, seed=11)
     settings = load_settings(overrides={"base_dir": str(tmp_path)}, env={})
     source = RedisStreamSource(fake_redis, STREAM)
-    window = resolve_window(settings, "2000-01-01T00:00:00Z")
+    window = resolve_window("2000-01-01T00:00:00Z")
     result = run_quality_gate(settings, source, window, mode="canary")
     assert result.status is gate_status, result.summary
     names = {(f.subject, f.check) for f in result.all_findings}
@@ -64,7 +64,7 @@ def test_late_collapse_is_caught_only_by_the_recent_window(fake_redis, make_stre
     make_stream(fake_redis, "late-collapse", 4000, seed=3)
     settings = load_settings(overrides={"base_dir": str(tmp_path)}, env={})
     result = run_quality_gate(settings, RedisStreamSource(fake_redis, STREAM),
-                              resolve_window(settings, "2000-01-01"), mode="canary", write_report=False)
+                              resolve_window("2000-01-01"), mode="canary", write_report=False)
     patch = next(m for m in result.models if m.name == "patchtst")
     scopes = {f.scope for f in patch.findings}
     assert scopes == {"most recent 200 events"}

@@ -57,9 +57,9 @@ class GateOutcome(Protocol):
 
 
 def _default_gate() -> Callable[..., Any]:
-    from qtsafe.gate import run_quality_gate  # lazy: the canary package must import without the gate
+    from qtsafe.gate import run_quality_gate_after  # lazy: the canary package must import without the gate
 
-    return run_quality_gate
+    return run_quality_gate_after
 
 
 def _default_open_source() -> Callable[..., Any]:

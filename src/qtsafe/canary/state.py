@@ -22,7 +22,7 @@ from typing import Any
 
 from qtsafe.config import Settings, check_unit_name
 from qtsafe.errors import CanaryStateError, LockHeldError, StateError, WriteError
-from qtsafe.fsio import atomic_write_json, locked
+from qtsafe.fsio import atomic_write_json, fsync_dir, locked
 from qtsafe.timeutil import iso, parse_utc, utc_now
 
 STATE_VERSION = 1
@@ -134,11 +134,7 @@ def clear_state(settings: Settings) -> None:
         return
     except OSError as exc:
         raise WriteError(f"cannot remove {path}: {exc.strerror or exc}") from exc
-    fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_dir(path.parent)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -7,7 +7,6 @@ import json
 import os
 import shlex
 import signal
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ from qtsafe.canary.systemd import Systemd
 from qtsafe.canary.weights import parse_weights_json, weights_json
 from qtsafe.config import Settings
 from qtsafe.errors import InputError, QtsafeError, SystemdError, WriteError
-from qtsafe.fsio import atomic_write_bytes, sha256_file
+from qtsafe.fsio import atomic_write_bytes, probe_writable, sha256_file
 from qtsafe.timeutil import file_stamp
 
 Sleep = Callable[[float], None]
@@ -59,25 +58,8 @@ def rollback_command(settings: Settings) -> str:
 
 
 def _probe_writable(directory: Path) -> str | None:
-    """None if we can create files in ``directory`` (or its nearest existing ancestor), else the reason.
-
-    A real probe (create and delete a temp file), not ``os.access``: root passes ``access`` checks even on
-    a read-only filesystem, and a path component that is a file must be caught too.
-    """
-    target = directory
-    while not target.exists():
-        if target.parent == target:
-            break
-        target = target.parent
-    if not target.is_dir():
-        return f"{target} is not a directory"
-    try:
-        fd, name = tempfile.mkstemp(prefix=".qtsafe-probe.", dir=target)
-        os.close(fd)
-        os.unlink(name)
-    except OSError as exc:
-        return f"cannot write in {target}: {exc.strerror or exc}"
-    return None
+    """The one writability probe, :func:`qtsafe.fsio.probe_writable` (doctor uses it too)."""
+    return probe_writable(directory)
 
 
 def _writability_problems(settings: Settings, directories: Sequence[Path]) -> list[str]:

@@ -17,10 +17,10 @@ from typing import Any
 import numpy as np
 
 from qtsafe.checks.dependence import critical_z, effective_sample_size, wilson_bounds
-from qtsafe.checks.quality import FAIL, Finding
+from qtsafe.findings import FAIL, Finding
+from qtsafe.votes import BUY, HOLD, SELL
 
 NO_VOTE = -1
-BUY, SELL, HOLD = 0, 1, 2
 
 # Per-event outcome of one model against the others' consensus (int8 codes).
 ABSENT, FEW_OTHERS, TIE, AGREE_SIDE, AGREE_HOLD, SOFT, HARD = range(7)

@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from qtsafe.checks.quality import FAIL, WARN, Finding
 from qtsafe.config import Thresholds
+from qtsafe.findings import FAIL, WARN, Finding
 
 
 @dataclasses.dataclass(frozen=True)

@@ -18,11 +18,11 @@ from typing import Any, Literal
 import numpy as np
 
 from qtsafe.checks.dependence import critical_z, effective_sample_size, wilson_bounds
+from qtsafe.votes import BUY, SELL
 
 # Per-event status of the realised direction (int8 codes).
 PENDING, AWAITING, NO_PRICE, STALE, FLAT, UP, DOWN = range(7)
 STATUS_NAMES = ("pending", "awaiting", "no_price", "stale", "flat", "up", "down")
-BUY, SELL, HOLD = 0, 1, 2
 NOT_SCORED = -1
 
 

@@ -9,31 +9,22 @@ are counted by the reader and judged by :func:`judge_defects`.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
 from qtsafe.config import Thresholds
 
-ACTIONS = ("BUY", "SELL", "HOLD")
-BUY, SELL, HOLD = 0, 1, 2
-FAIL = "FAIL"
-WARN = "WARN"
+# Finding and its severities live in qtsafe.findings; kept importable from here for models/, monitor and the
+# checks that import them from here. Remove the re-export when those import qtsafe.findings.
+from qtsafe.findings import FAIL as FAIL
+from qtsafe.findings import WARN as WARN
+from qtsafe.findings import Finding as Finding
 
-
-@dataclasses.dataclass(frozen=True)
-class Finding:
-    """One judged rule, in plain words. ``severity`` FAIL blocks; WARN is shown but does not block."""
-
-    check: str
-    severity: str
-    message: str
-    subject: str = ""
-    scope: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+# ACTIONS and VoteDefects live in qtsafe.votes; kept importable from here for models/, rolling.py and the
+# tests. Remove the re-export when those import qtsafe.votes.
+from qtsafe.votes import ACTIONS as ACTIONS
+from qtsafe.votes import VoteDefects as VoteDefects
 
 
 @dataclasses.dataclass(frozen=True)
@@ -157,35 +148,6 @@ def judge_stats(
         fail("degenerate", f"{subject}: degenerate: {top} is {_pct(top_share)} of actions with confidence "
                            f"std {stats.conf_std:.4f} in the {scope}")
     return out
-
-
-@dataclasses.dataclass(frozen=True)
-class VoteDefects:
-    """What the reader counted for one model besides its valid votes."""
-
-    present: int  # events in which the model appears in the breakdown
-    inactive: int  # entries marked inactive (counted, not used in statistics)
-    invalid_confidence: Mapping[str, int]  # kind -> count: nan, inf, negative, non_numeric, null, missing
-    above_one: int  # valid votes whose confidence is above 1 (calibration defect)
-    bad_votes: Mapping[str, int]  # kind -> count: not_an_object, unknown_action
-
-    @property
-    def invalid_total(self) -> int:
-        return int(sum(self.invalid_confidence.values()))
-
-    @property
-    def bad_total(self) -> int:
-        return int(sum(self.bad_votes.values()))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "present": self.present,
-            "inactive": self.inactive,
-            "invalid_confidence": dict(self.invalid_confidence),
-            "invalid_total": self.invalid_total,
-            "above_one": self.above_one,
-            "bad_votes": dict(self.bad_votes),
-        }
 
 
 def judge_defects(defects: VoteDefects, thresholds: Thresholds, *, subject: str) -> list[Finding]:

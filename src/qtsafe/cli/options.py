@@ -170,7 +170,13 @@ def source_and_window(
     from qtsafe.telemetry import open_source
     from qtsafe.telemetry.window import resolve_window
 
-    window = resolve_window(settings, after, until, last, require_after=require_after)
+    def unit_active_since() -> Any:
+        from qtsafe.canary.systemd import Systemd  # asked only for --after auto
+
+        return Systemd(settings).active_since()
+
+    window = resolve_window(after, until, last, auto=unit_active_since,
+                            auto_origin=f"auto ({settings.unit} ActiveEnterTimestamp)", require_after=require_after)
     return open_source(settings, events_file), window
 
 

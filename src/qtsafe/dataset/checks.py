@@ -6,29 +6,28 @@ mask), so a bug in selection or splitting shows up here as a failed check and a 
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 
 from qtsafe.dataset.builder import BuiltDataset
 from qtsafe.dataset.candles import NS_PER_SECOND, format_span
 from qtsafe.dataset.candles import iso_ns as _iso
 from qtsafe.dataset.windows import all_finite
+from qtsafe.findings import FAIL, OK, Finding
 
 CAUSALITY_TOLERANCE = 1e-9
 
 
-@dataclasses.dataclass(frozen=True)
-class Check:
-    name: str
-    passed: bool
-    detail: str
-
-    def to_dict(self) -> dict[str, object]:
-        return dataclasses.asdict(self)
+def _check(name: str, ok: bool, detail: str) -> Finding:
+    """A leakage check as a finding: OK when it holds, FAIL when it does not."""
+    return Finding(name, OK if ok else FAIL, detail, scope="dataset")
 
 
-def leakage_checks(built: BuiltDataset) -> tuple[Check, ...]:
+def check_dict(finding: Finding) -> dict[str, object]:
+    """A leakage check as the dataset's JSON has always shown it (scripts read these keys): name, passed, detail."""
+    return {"name": finding.check, "passed": finding.passed, "detail": finding.message}
+
+
+def leakage_checks(built: BuiltDataset) -> tuple[Finding, ...]:
     return (
         _purge(built),
         _chronology(built),
@@ -40,20 +39,20 @@ def leakage_checks(built: BuiltDataset) -> tuple[Check, ...]:
     )
 
 
-def _purge(b: BuiltDataset) -> Check:
+def _purge(b: BuiltDataset) -> Finding:
     horizon_ns = b.horizon_bars * b.interval_s * NS_PER_SECOND
     purge_ok = b.request.purge * NS_PER_SECOND >= horizon_ns
     train_end = _max(b.label_end[b.split == 0])
     val_end = _max(b.label_end[b.split == 1])
     ok = purge_ok and (train_end is None or train_end < b.cut.val_start) and \
         (val_end is None or val_end < b.cut.test_start)
-    return Check("labels end before the next split's cutoff", ok,
+    return _check("labels end before the next split's cutoff", ok,
                  f"purge {format_span(b.request.purge)} >= horizon {format_span(b.request.horizon_s)}; "
                  f"latest train label end {_iso(train_end)} < val cutoff {_iso(b.cut.val_start)}; "
                  f"latest val label end {_iso(val_end)} < test cutoff {_iso(b.cut.test_start)}")
 
 
-def _chronology(b: BuiltDataset) -> Check:
+def _chronology(b: BuiltDataset) -> Finding:
     embargo = b.request.embargo_s * NS_PER_SECOND
     parts = []
     ok = True
@@ -67,11 +66,11 @@ def _chronology(b: BuiltDataset) -> Check:
             if later == earlier + 1:
                 parts.append(f"{_NAMES[earlier]} labels end by {_iso(last_label)} < first {_NAMES[later]} "
                              f"window end {_iso(first_start)}")
-    return Check("splits are chronological and do not overlap", ok,
+    return _check("splits are chronological and do not overlap", ok,
                  "; ".join(parts) + f"; embargo {format_span(b.request.embargo_s)}")
 
 
-def _no_gaps(b: BuiltDataset) -> Check:
+def _no_gaps(b: BuiltDataset) -> Finding:
     """Every bar from the window's first to the label's last must be present on the grid."""
     lookback, h = b.request.lookback, b.horizon_bars
     span_ok = bool(np.all(b.label_end - b.timestamps == h * b.interval_s * NS_PER_SECOND))
@@ -87,41 +86,41 @@ def _no_gaps(b: BuiltDataset) -> Check:
         inside = (lo >= 0) & (hi <= len(grid))
         bad += int((~inside).sum())
         bad += int((present[hi[inside]] - present[lo[inside]] != lookback + h).sum())
-    return Check("no window or label touches a missing bar", span_ok and bad == 0,
+    return _check("no window or label touches a missing bar", span_ok and bad == 0,
                  f"{len(b.y):,} samples re-checked: every bar of the {lookback} window bars and {h} label bars "
                  f"present" if bad == 0 else f"{bad:,} samples span a missing bar")
 
 
-def _normalisation(b: BuiltDataset) -> Check:
+def _normalisation(b: BuiltDataset) -> Finding:
     if b.normalization["mode"] == "window":
-        return Check("normalisation uses no data outside its window", True,
+        return _check("normalisation uses no data outside its window", True,
                      "per-window (RevIN-style): each window is scaled by its own mean and std")
     last_train = _max(b.timestamps[b.split == 0])
     fit = b.norm_fit_until
     ok = fit is not None and last_train is not None and fit <= last_train < b.cut.val_start
-    return Check("normalisation statistics fitted on train rows only", ok,
+    return _check("normalisation statistics fitted on train rows only", ok,
                  f"{b.normalization['fit_rows']:,} rows, the latest at {_iso(fit)} <= last train window end "
                  f"{_iso(last_train)} < val cutoff {_iso(b.cut.val_start)}")
 
 
-def _causality(b: BuiltDataset) -> Check:
+def _causality(b: BuiltDataset) -> Finding:
     worst = max((d for _, _, d in b.causality), default=float("inf"))
     ok = bool(b.causality) and worst <= CAUSALITY_TOLERANCE
-    return Check("features use no bar after t (recomputed from truncated data)", ok,
+    return _check("features use no bar after t (recomputed from truncated data)", ok,
                  f"{len(b.causality)} windows over {len({s for s, _, _ in b.causality})} symbols recomputed from "
                  f"the bars up to their last bar only; largest difference {worst:.3g}")
 
 
-def _finite(b: BuiltDataset) -> Check:
+def _finite(b: BuiltDataset) -> Finding:
     ok = all_finite(b.X)
-    return Check("every value in X is finite", ok, f"X {b.X.shape} float32" + ("" if ok else ": NaN or Inf found"))
+    return _check("every value in X is finite", ok, f"X {b.X.shape} float32" + ("" if ok else ": NaN or Inf found"))
 
 
-def _unique(b: BuiltDataset) -> Check:
+def _unique(b: BuiltDataset) -> Finding:
     order = np.lexsort((b.timestamps, b.symbol_index))
     same = (np.diff(b.timestamps[order]) == 0) & (np.diff(b.symbol_index[order]) == 0)
     duplicates = int(same.sum())
-    return Check("each (symbol, time) appears once", duplicates == 0, f"{duplicates} duplicate samples")
+    return _check("each (symbol, time) appears once", duplicates == 0, f"{duplicates} duplicate samples")
 
 
 _NAMES = ("train", "val", "test")

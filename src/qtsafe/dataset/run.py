@@ -19,7 +19,7 @@ from qtsafe import __version__
 from qtsafe.config import Settings
 from qtsafe.dataset.builder import BuiltDataset, DatasetRequest, SymbolReport, build_arrays
 from qtsafe.dataset.candles import format_span, iso_ns
-from qtsafe.dataset.checks import Check, leakage_checks
+from qtsafe.dataset.checks import check_dict, leakage_checks
 from qtsafe.dataset.defaults import RULES
 from qtsafe.dataset.features import REGISTRY
 from qtsafe.dataset.report import render_report
@@ -27,6 +27,7 @@ from qtsafe.dataset.sources import LoadedSource, data_sha256, load_source
 from qtsafe.dataset.splits import SPLIT_NAMES
 from qtsafe.dataset.windows import SampleCounts
 from qtsafe.dataset.writer import ARRAY_DOCS, FORMAT, encode_npz
+from qtsafe.findings import Finding
 from qtsafe.fsio import atomic_write_bytes, atomic_write_text
 from qtsafe.status import Status
 from qtsafe.timeutil import file_stamp, iso, utc_now
@@ -62,7 +63,7 @@ class DatasetResult:
     shape: tuple[int, int, int]
     splits: tuple[SplitSummary, ...]
     symbols: tuple[SymbolReport, ...]
-    checks: tuple[Check, ...]
+    checks: tuple[Finding, ...]
     counts: SampleCounts
     metadata: dict[str, Any]
 
@@ -95,7 +96,7 @@ class DatasetResult:
             lines.append(f"  skipped: {', '.join(skipped)} (too short or no samples; see the report)")
         passed = sum(c.passed for c in self.checks)
         lines.append(f"  checks:  {passed}/{len(self.checks)} leakage checks passed")
-        lines.extend(f"  FAILED:  {c.name}: {c.detail}" for c in self.checks if not c.passed)
+        lines.extend(f"  FAILED:  {c.check}: {c.message}" for c in self.checks if not c.passed)
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
@@ -109,7 +110,7 @@ class DatasetResult:
             "splits": [dict(dataclasses.asdict(s), positive_share=s.positive_share) for s in self.splits],
             "symbols": [_symbol_dict(s) for s in self.symbols],
             "dropped": dataclasses.asdict(self.counts),
-            "checks": [c.to_dict() for c in self.checks],
+            "checks": [check_dict(c) for c in self.checks],
             "metadata": self.metadata,
         }
 
@@ -153,10 +154,10 @@ def run_build_dataset(settings: Settings, request: DatasetRequest, *, now: dt.da
     return result
 
 
-def _verdict(checks: tuple[Check, ...], train: SplitSummary, allow_imbalance: bool) -> tuple[Status, str]:
+def _verdict(checks: tuple[Finding, ...], train: SplitSummary, allow_imbalance: bool) -> tuple[Status, str]:
     failed = [c for c in checks if not c.passed]
     if failed:
-        return Status.FAIL, (f"leakage check failed: {failed[0].name} ({failed[0].detail}); dataset not written")
+        return Status.FAIL, (f"leakage check failed: {failed[0].check} ({failed[0].message}); dataset not written")
     if train.majority_share > IMBALANCE_MAX:
         majority = 1 if train.positive_share > 0.5 else 0
         text = (f"train split is {train.majority_share:.1%} class {majority} (limit {IMBALANCE_MAX:.0%}) "
@@ -180,7 +181,7 @@ def _split_summaries(built: BuiltDataset) -> tuple[SplitSummary, ...]:
     return tuple(out)
 
 
-def _metadata(built: BuiltDataset, loaded: LoadedSource, checks: tuple[Check, ...],
+def _metadata(built: BuiltDataset, loaded: LoadedSource, checks: tuple[Finding, ...],
               splits: tuple[SplitSummary, ...], created: dt.datetime) -> dict[str, Any]:
     request = built.request
     params = dataclasses.asdict(built.feature_params)
@@ -223,7 +224,7 @@ def _metadata(built: BuiltDataset, loaded: LoadedSource, checks: tuple[Check, ..
         "allow_imbalance": request.allow_imbalance,
         "mask_invalid": request.mask_invalid,
         "seed": request.seed if loaded.spec.kind == "synthetic" else None,
-        "leakage_checks": [c.to_dict() for c in checks],
+        "leakage_checks": [check_dict(c) for c in checks],
     }
 
 

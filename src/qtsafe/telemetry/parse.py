@@ -20,18 +20,19 @@ from typing import Any, Literal
 import msgspec
 import numpy as np
 
-from qtsafe.checks.quality import VoteDefects
 from qtsafe.telemetry.duplicates import has_duplicate_vote_keys, page_suspect
+from qtsafe.votes import ACTION_CODES, VoteDefects
+
+# Kept importable from here for rolling.py; they live in qtsafe.votes. Remove when rolling imports them there.
+from qtsafe.votes import BAD_VOTE_KINDS as BAD_VOTE_KINDS
+from qtsafe.votes import INVALID_KINDS as INVALID_KINDS
 
 EVENT_TYPE = b"trade.intent"
 PSEUDO_MODELS = frozenset({"fallback"})
-_ACTION_CODES = {"BUY": 0, "SELL": 1, "HOLD": 2}
 
 # Entry-level skip reasons, in the order reports list them.
 SKIP_REASONS = ("other_event_type", "no_payload", "bad_json", "payload_not_object", "no_breakdown", "bad_breakdown",
                 "duplicate_key")
-INVALID_KINDS = ("missing", "null", "non_numeric", "nan", "inf", "negative")
-BAD_VOTE_KINDS = ("not_an_object", "unknown_action", "bad_flag")
 
 RawEntry = tuple[bytes, Sequence[bytes]]  # (stream id, [field, value, field, value, ...])
 
@@ -151,7 +152,7 @@ class ModelColumns:
 
     name: str
     event_idx: np.ndarray  # index into Telemetry.event_ms of each valid vote
-    action: np.ndarray  # int8 codes, see qtsafe.checks.quality.ACTIONS
+    action: np.ndarray  # int8 codes, see qtsafe.votes.ACTIONS
     conf: np.ndarray  # float64, finite, >= 0
     shadow: int
     defects: VoteDefects
@@ -309,7 +310,7 @@ class TelemetryBuilder:
         # map() with C-level callables: no Python frame per vote (this loop is the reader's hot path).
         model = np.fromiter(map(codes.__getitem__, names), dtype=np.int32, count=count)
         conf = np.fromiter(map(_CONFIDENCE, votes), dtype=np.float64, count=count)
-        action = np.fromiter(map(_ACTION_CODES.__getitem__, map(_ACTION, votes)), dtype=np.int8, count=count)
+        action = np.fromiter(map(ACTION_CODES.__getitem__, map(_ACTION, votes)), dtype=np.int8, count=count)
         inactive = np.fromiter(map(_INACTIVE, votes), dtype=bool, count=count)
         shadow = np.fromiter(map(_SHADOW, votes), dtype=bool, count=count)
         event = np.repeat(np.arange(n, dtype=np.int64), [len(bd) for bd in breakdowns])
@@ -386,7 +387,7 @@ class TelemetryBuilder:
             if vote.inactive is True:
                 acc.inactive += 1
                 continue
-            code = _ACTION_CODES.get(vote.action) if isinstance(vote.action, str) else None
+            code = ACTION_CODES.get(vote.action) if isinstance(vote.action, str) else None
             if code is None:
                 acc.bad["unknown_action"] += 1
                 acc.examples.setdefault("unknown_action", entry_id.decode("ascii", "replace"))

@@ -24,15 +24,15 @@ from typing import Any
 import redis
 
 from qtsafe.config import Settings
-from qtsafe.errors import InputError, TelemetryError
+from qtsafe.errors import InputError, RedisUnreachableError, TelemetryError
+from qtsafe.telemetry.ids import MAX_ID, MIN_ID, next_id, parse_stream_id, prev_id
 from qtsafe.telemetry.parse import RawEntry
-from qtsafe.timeutil import parse_stream_id
 
 Page = list[RawEntry]
 Progress = Callable[[int, int | None], None]
 
-MAX_ID = "+"
-MIN_ID = "-"
+# Kept under its old private name for monitor.py (r-monitor); remove when it imports telemetry.ids.next_id.
+_next_id = next_id
 
 
 def mask_url(url: str) -> str:
@@ -57,18 +57,11 @@ def _raw_reply(response: Any, **_: Any) -> Any:
     return response
 
 
-def _next_id(entry_id: bytes | str) -> str:
-    ms, seq = parse_stream_id(entry_id.decode("ascii") if isinstance(entry_id, bytes) else entry_id)
-    return f"{ms}-{seq + 1}"
-
-
-def _prev_id(entry_id: str) -> str | None:
-    ms, seq = parse_stream_id(entry_id)
-    if seq > 0:
-        return f"{ms}-{seq - 1}"
-    if ms > 0:
-        return f"{ms - 1}-18446744073709551615"
-    return None
+def _unreachable(exc: Exception) -> bool:
+    """Redis could not be reached or did not answer in time (as opposed to answering with a refusal)."""
+    if isinstance(exc, redis.AuthenticationError):
+        return False
+    return isinstance(exc, (redis.ConnectionError, redis.TimeoutError, TimeoutError, ConnectionError))
 
 
 def _describe_error(exc: Exception) -> str:
@@ -117,7 +110,8 @@ class RedisStreamSource:
         return f"{self.url} stream {self.key}"
 
     def _fail(self, exc: Exception) -> TelemetryError:
-        return TelemetryError(f"Redis at {self.url} (stream {self.key}): {_describe_error(exc)}")
+        kind = RedisUnreachableError if _unreachable(exc) else TelemetryError
+        return kind(f"Redis at {self.url} (stream {self.key}): {_describe_error(exc)}")
 
     def _call(self, *args: Any) -> Any:
         try:
@@ -256,7 +250,7 @@ class RedisStreamSource:
                     handoff.put(page)
                     if len(page) < size:
                         break
-                    cursor = _next_id(page[-1][0])
+                    cursor = next_id(page[-1][0])
             except BaseException as exc:  # noqa: BLE001 - handed to the consumer, re-raised there
                 handoff.put(exc)
                 return
@@ -291,7 +285,7 @@ class RedisStreamSource:
 
     def pages_before(self, before: str, count: int) -> Iterator[Page]:
         """Pages (oldest first within each page, newest page first) of up to ``count`` entries before ``before``."""
-        cursor = _prev_id(before)
+        cursor = prev_id(before)
         remaining = count
         while cursor is not None and remaining > 0:
             page = self._call("XREVRANGE", self.key, cursor, MIN_ID, "COUNT", min(self.page_size, remaining))
@@ -299,7 +293,7 @@ class RedisStreamSource:
                 return
             remaining -= len(page)
             yield list(reversed(page))
-            cursor = _prev_id(page[-1][0].decode("ascii"))
+            cursor = prev_id(page[-1][0].decode("ascii"))
 
     def latest_id(self) -> str | None:
         reply = self._call("XREVRANGE", self.key, MAX_ID, MIN_ID, "COUNT", 1)
