@@ -116,13 +116,13 @@ def test_one_route_takes_text_or_datetimes_alike() -> None:
 def test_the_gate_takes_a_window_and_canary_keeps_its_cutover_wrapper() -> None:
     import inspect
 
-    from qtsafe.canary import lifecycle
+    from qtsafe.canary import preflight
     from qtsafe.gate import run_quality_gate, run_quality_gate_after
 
     params = inspect.signature(run_quality_gate).parameters
     assert params["window"].default is inspect.Parameter.empty
     assert not {"after", "until", "last"} & set(params)
-    assert lifecycle._default_gate() is run_quality_gate_after
+    assert preflight._default_gate() is run_quality_gate_after
 
 
 def test_action_codes_are_encoded_once_and_telemetry_does_not_import_checks() -> None:
