@@ -148,8 +148,8 @@ def parse_problem(args: list[str]) -> str | None:
         ctx = ROOT.make_context("qtsafe", list(args), resilient_parsing=wants_help)
         while isinstance(command, click.Group):
             rest = [*getattr(ctx, "_protected_args", []), *ctx.args]
-            if not rest:
-                return None if wants_help else "no command given"
+            if not rest:  # a group that runs without a subcommand (`qtsafe monitor`) takes none
+                return None if wants_help or command.invoke_without_command else "no command given"
             name, sub, rest = command.resolve_command(ctx, rest)
             assert sub is not None and name is not None
             ctx = sub.make_context(name, rest, parent=ctx, resilient_parsing=wants_help)

@@ -96,5 +96,6 @@ def test_no_canary_is_exit_2_one_line(root: Root) -> None:
 
 
 def test_replay_needs_a_model(root: Root) -> None:
+    """The old spelling `monitor --replay` (kept as an alias of `monitor replay`) still checks its --model."""
     done = run_qtsafe(root, "monitor", "--replay", "1-0", "2-0")
     assert done.returncode == 2 and "--replay needs --model" in done.stderr

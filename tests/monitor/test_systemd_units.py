@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import configparser
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -27,6 +28,22 @@ def test_install_script_renders_verifies_and_reloads(tmp_path: Path) -> None:
     monitor = (unit_dir / "quantum-qsc-monitor.service").read_text()
     assert f"ExecStart={python} -m qtsafe monitor" in monitor
     assert f"QTSAFE_BASE_DIR={tmp_path}" in monitor
+    watchdog = (unit_dir / "quantum-qsc-watchdog.service").read_text()
+    assert f"ExecStart={python} -m qtsafe monitor watchdog\n" in watchdog
+
+
+def test_the_watchdog_units_command_runs_the_watchdog(tmp_path: Path) -> None:
+    """The unit's ExecStart as systemd would run it (its Environment= lines, no QTSAFE_* from elsewhere)."""
+    parser = configparser.ConfigParser(strict=False, interpolation=None)
+    parser.optionxform = str  # type: ignore[assignment]
+    parser.read(ROOT / "systemd" / "quantum-qsc-watchdog.service")
+    argv = shlex.split(parser["Service"]["ExecStart"])
+    assert argv[1:] == ["-m", "qtsafe", "monitor", "watchdog"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QTSAFE_")}
+    env.update(QTSAFE_BASE_DIR=str(tmp_path), PYTHONPATH=str(ROOT / "src"))
+    done = subprocess.run([sys.executable, *argv[1:]], capture_output=True, text=True, env=env, cwd=tmp_path,
+                          timeout=60)
+    assert (done.returncode, done.stdout, done.stderr) == (0, "OK: no active canary; nothing to watch\n", "")
 
 
 def test_verify_fails_on_a_broken_unit(tmp_path: Path) -> None:

@@ -1,5 +1,6 @@
-"""Rolling per-model state for the monitor: a recent window and cumulative figures, updated from new
-events only, so a tick's cost does not grow with the length of the stream.
+"""Rolling per-model state for the monitor: a recent window and cumulative figures, from new events only.
+
+Updated from the new events alone, so a tick's cost does not grow with the length of the stream.
 
 Cumulative percentiles come from a fixed histogram (bins of 0.001 over [0, 1], one bin above 1):
 P10/P90 to within 0.001, which is far finer than the 0.12 spread rule. The recent window keeps the
