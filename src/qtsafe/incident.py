@@ -98,7 +98,7 @@ def _export_bytes(settings: Settings, start: dt.datetime) -> bytes:
 def build_incident_bundle(settings: Settings, *, out_dir: Path | None = None,
                           now: dt.datetime | None = None) -> IncidentResult:
     """Collect everything, then write ``qtsafe_incident_<UTC ts>.tar.gz`` atomically."""
-    from qtsafe.canary.lifecycle import canary_status
+    from qtsafe.canary.status import canary_status
     from qtsafe.canary.systemd import Systemd
 
     now = now or utc_now()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import Any
 
 from qtsafe.errors import InputError
 
@@ -79,16 +78,3 @@ def format_duration(seconds: float) -> str:
     parts += [f"{secs} s"] if secs else []
     return sign + " ".join(parts)
 
-
-# Stream-ID helpers moved to qtsafe.telemetry.ids. Kept importable from here for monitor.py and
-# monitor_stream.py (r-monitor); remove when they import qtsafe.telemetry.ids. Resolved on first use,
-# so importing timeutil does not load the telemetry package (it imports timeutil itself).
-_MOVED_TO_IDS = frozenset({"stream_id_for", "parse_stream_id", "stream_id_time"})
-
-
-def __getattr__(name: str) -> Any:
-    if name in _MOVED_TO_IDS:
-        from qtsafe.telemetry import ids
-
-        return getattr(ids, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -11,7 +11,8 @@ import pytest
 
 from qtsafe.errors import InputError, WriteError
 from qtsafe.fsio import append_jsonl, atomic_write_text, sha256_file
-from qtsafe.timeutil import file_stamp, iso, parse_duration, parse_utc, stream_id_for
+from qtsafe.telemetry.ids import stream_id_for
+from qtsafe.timeutil import file_stamp, iso, parse_duration, parse_utc
 
 
 def test_atomic_write_replaces(tmp_path: Path) -> None:

@@ -29,17 +29,13 @@ def test_stream_ids_have_one_home_and_step_across_the_max_sequence() -> None:
         ids.parse_stream_id("12-x")
 
 
-def test_old_import_paths_of_the_id_helpers_still_work() -> None:
-    from qtsafe.telemetry import ids
+def test_the_id_helpers_have_one_home() -> None:
+    import qtsafe.timeutil
+    from qtsafe.telemetry import sources
 
-    # monitor.py and monitor_stream.py (another engineer's) import these from their old homes.
-    from qtsafe.telemetry.sources import MAX_ID, MIN_ID, _next_id
-    from qtsafe.timeutil import parse_stream_id, stream_id_for, stream_id_time
-
-    assert (MAX_ID, MIN_ID) == (ids.MAX_ID, ids.MIN_ID)
-    assert _next_id is ids.next_id
-    assert (parse_stream_id, stream_id_for, stream_id_time) == (ids.parse_stream_id, ids.stream_id_for,
-                                                                 ids.stream_id_time)
+    for name in ("stream_id_for", "parse_stream_id", "stream_id_time"):
+        assert not hasattr(qtsafe.timeutil, name), f"timeutil.{name}: the ID helpers live in telemetry.ids"
+    assert not hasattr(sources, "_next_id")
 
 
 def test_max_sequence_is_written_once_in_the_library() -> None:

@@ -15,7 +15,7 @@ RollbackFn = Callable[..., Any]
 
 
 def default_rollback() -> RollbackFn:
-    from qtsafe.canary.lifecycle import rollback
+    from qtsafe.canary.rollback import rollback
 
     return rollback
 

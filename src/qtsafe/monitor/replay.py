@@ -10,9 +10,10 @@ from qtsafe.config import Settings
 from qtsafe.errors import InputError
 from qtsafe.monitor.state import Watch
 from qtsafe.status import Status
+from qtsafe.telemetry.ids import parse_stream_id
 from qtsafe.telemetry.parse import TelemetryBuilder
 from qtsafe.telemetry.sources import Source
-from qtsafe.timeutil import iso, parse_stream_id
+from qtsafe.timeutil import iso
 
 
 @dataclasses.dataclass(frozen=True)

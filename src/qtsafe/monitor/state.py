@@ -19,9 +19,10 @@ from qtsafe.errors import InputError, StateError, TelemetryError
 from qtsafe.fsio import append_jsonl, atomic_write_json
 from qtsafe.monitor.rolling import RollingEnsemble, RollingModel
 from qtsafe.monitor.stream import continuity_violations, stream_facts
+from qtsafe.telemetry.ids import MAX_ID, next_id, stream_id_for
 from qtsafe.telemetry.parse import Telemetry, TelemetryBuilder
-from qtsafe.telemetry.sources import MAX_ID, Source, _next_id
-from qtsafe.timeutil import format_duration, iso, parse_utc, stream_id_for, utc_now
+from qtsafe.telemetry.sources import Source
+from qtsafe.timeutil import format_duration, iso, parse_utc, utc_now
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,7 +115,7 @@ class Watch:
 
     # -- reading -------------------------------------------------------------------------------
     def read_new(self, source: Source) -> Telemetry:
-        start = _next_id(self.last_id) if self.last_id else stream_id_for(self.activated_at)
+        start = next_id(self.last_id) if self.last_id else stream_id_for(self.activated_at)
         builder = TelemetryBuilder()
         for page in source.pages(start, MAX_ID):
             builder.feed(page)

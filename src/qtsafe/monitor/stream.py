@@ -22,8 +22,8 @@ from typing import Any
 import redis
 
 from qtsafe.errors import TelemetryError
+from qtsafe.telemetry.ids import parse_stream_id
 from qtsafe.telemetry.sources import RedisStreamSource, Source, _describe_error
-from qtsafe.timeutil import parse_stream_id
 
 
 @dataclasses.dataclass(frozen=True)

@@ -31,10 +31,6 @@ from qtsafe.telemetry.parse import RawEntry
 Page = list[RawEntry]
 Progress = Callable[[int, int | None], None]
 
-# Kept under its old private name for monitor.py (r-monitor); remove when it imports telemetry.ids.next_id.
-_next_id = next_id
-
-
 def mask_url(url: str) -> str:
     """The URL with any password replaced by ``***``, fit for an error message."""
     return re.sub(r"(?<=://)([^:@/]*):([^@/]*)@", lambda m: f"{m.group(1)}:***@", url)
