@@ -68,7 +68,8 @@ class Rules:
         for part, prefixes in self.parts.items():
             for prefix in prefixes:
                 # `qtsafe` names the package's own __init__, not everything below it.
-                if (_under(module, prefix) if "." in prefix else module == prefix) and (best is None or len(prefix) > best[0]):
+                matches = _under(module, prefix) if "." in prefix else module == prefix
+                if matches and (best is None or len(prefix) > best[0]):
                     best = (len(prefix), part)
         return best[1] if best else None
 
