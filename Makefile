@@ -61,7 +61,7 @@ install: $(VENV)/.installed
 test: prereqs-test install
 	$(VENV)/bin/ruff check src tests bench scripts ops
 	$(VENV)/bin/mypy
-	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest $(PYTEST_ARGS) --cov=qtsafe --cov-branch --cov-report=term
 
 lint: install
 	$(VENV)/bin/ruff check src tests bench scripts ops

@@ -20,8 +20,8 @@ run() {  # run EXPECTED_EXIT DESCRIPTION ARGS...
   [ "$rc" -eq "$expected" ] || status=1
 }
 
-"${QTSAFE[@]}" simulate --scenario healthy --events 1500 --end 2026-01-10T06:00:00Z --out "$DEMO/healthy.jsonl" || exit 2
-"${QTSAFE[@]}" simulate --scenario collapsed --events 1500 --end 2026-01-10T06:00:00Z --out "$DEMO/collapsed.jsonl" || exit 2
+"${QTSAFE[@]}" simulate --scenario healthy --count 1500 --end 2026-01-10T06:00:00Z --out "$DEMO/healthy.jsonl" || exit 2
+"${QTSAFE[@]}" simulate --scenario collapsed --count 1500 --end 2026-01-10T06:00:00Z --out "$DEMO/collapsed.jsonl" || exit 2
 
 export QTSAFE_FEATURE_SANITY_EXPECTED_CONSTANT=position_size_usd,leverage,total_models
 run 0 "1. feature sanity (inputs alive?)" feature-sanity --after "$CUTOVER" --events "$DEMO/healthy.jsonl" --base-dir "$DEMO"

@@ -65,7 +65,7 @@ run() {  # run EXPECTED_EXIT DESCRIPTION REPORT_GLOB SHOWN_COMMAND -- ARGV...
 NOW=$("$PYTHON" -c 'import datetime as d; print(d.datetime.now(d.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))')
 CUTOVER=$("$PYTHON" -c 'import datetime as d; print((d.datetime.now(d.UTC) - d.timedelta(minutes=15)).strftime("%Y-%m-%dT%H:%M:%SZ"))')
 echo "sandbox: $SANDBOX  (cutover $CUTOVER, now $NOW)"
-"$PYTHON" -m qtsafe simulate --scenario healthy --events 600 --end "$NOW" --out telemetry.jsonl || exit 2
+"$PYTHON" -m qtsafe simulate --scenario healthy --count 600 --end "$NOW" --out telemetry.jsonl || exit 2
 
 run 0 "1. quality gate, canary mode, on the simulated telemetry" "base/reports/safety/quality_gate_*.md" \
   "qtsafe quality-gate --mode canary --after $CUTOVER --events telemetry.jsonl" -- \

@@ -20,6 +20,7 @@ import inspect
 import os
 import re
 import sys
+import tempfile
 import typing
 from collections.abc import Iterator
 from pathlib import Path
@@ -68,12 +69,19 @@ SECTION_TITLES = {
 
 @contextlib.contextmanager
 def clean_environ() -> Iterator[None]:
-    """Remove QTSAFE_* and terminal-size variables while rendering; put them back afterwards."""
+    """Remove QTSAFE_* and terminal-size variables while rendering, and render in an empty working directory
+    (--help shows the defaults a qtsafe.toml there would set); put both back afterwards."""
     saved = {k: v for k, v in os.environ.items() if k.startswith("QTSAFE_") or k in ("COLUMNS", "LINES")}
     for key in saved:
         del os.environ[key]
+    cwd = os.getcwd()
     try:
-        yield
+        with tempfile.TemporaryDirectory(prefix="qtsafe-docs-") as empty:
+            os.chdir(empty)
+            try:
+                yield
+            finally:
+                os.chdir(cwd)
     finally:
         os.environ.update(saved)
 

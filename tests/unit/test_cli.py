@@ -100,7 +100,8 @@ def test_after_is_required(run_cli) -> None:
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["quality-gate", "--mode", "canary", "--after", "yesterday"], "qtsafe: error: not an ISO 8601 timestamp"),
+    (["quality-gate", "--mode", "canary", "--after", "yesterday"],
+     "Invalid value for '--after': not an ISO 8601 timestamp"),
     (["quality-gate", "--mode", "canary", "--after", AFTER, "--until", "1999-01-01"], "is not after the cutover"),
     (["quality-gate", "--mode", "nope", "--after", AFTER], "Usage:"),
     (["quality-gate", "--mode", "canary", "--after", AFTER, "--events", "/nonexistent.jsonl"],

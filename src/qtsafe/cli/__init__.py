@@ -177,7 +177,7 @@ def _one_line(text: str) -> str:
 @click.version_option(__version__, prog_name="qtsafe")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), envvar="QTSAFE_CONFIG",
               show_envvar=True, help="Config file (default: ./qtsafe.toml or [tool.qtsafe] in ./pyproject.toml).")
-@click.option("--debug", is_flag=True, help="Show a traceback on errors.")
+@click.option("--debug", is_flag=True, help="Show a traceback on errors (also when QTSAFE_DEBUG is set and not 0).")
 @click.option("--metrics-file", type=click.Path(dir_okay=False), envvar="QTSAFE_METRICS_FILE", show_envvar=True,
               help="Also write Prometheus gauges (last verdict, per-model figures) to this file, atomically.")
 @click.pass_context

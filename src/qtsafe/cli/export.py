@@ -7,21 +7,24 @@ from pathlib import Path
 import click
 
 from qtsafe.cli.options import (
+    after_option,
     finish,
     json_option,
+    last_option,
     load,
     progress_for,
     quiet_option,
     read_overrides,
     redis_options,
     source_and_window,
+    until_option,
 )
 
 
 @click.command("export")
-@click.option("--after", metavar="ISO|auto", help="Start of the window (default: the oldest retained entry).")
-@click.option("--until", metavar="ISO", help="End of the window (default: now).")
-@click.option("--last", type=click.IntRange(min=1), metavar="N", help="Only the newest N entries.")
+@after_option("Default: the oldest retained entry.")
+@until_option
+@last_option()
 @click.option("--out", type=click.Path(dir_okay=False), required=True, help="JSONL file to write.")
 @redis_options
 @quiet_option

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
-
 import click
 
 from qtsafe.canary import journal as journal_lib
-from qtsafe.cli.options import base_dir_option, finish, json_option, load
+from qtsafe.canary.journal_text import render_show_text, render_verify_text
+from qtsafe.cli.options import base_dir_option, finish, json_option, last_option, load
 
 
 @click.group()
@@ -35,12 +34,12 @@ def verify(ctx: click.Context, base_dir: str | None, as_json: bool) -> int:
     """
     settings = load(ctx, {"base_dir": base_dir})
     result = journal_lib.verify_journal(settings)
-    return finish(result, as_json, lambda: "\n".join([result.summary, *[f"  ! {p}" for p in result.problems]]))
+    return finish(result, as_json, lambda: render_verify_text(result))
 
 
 @journal.command()
 @click.option("--action", default=None, help="Only records with this action (e.g. canary_activated).")
-@click.option("--last", type=click.IntRange(min=1), default=None, help="Only the newest N records.")
+@last_option("records")
 @base_dir_option
 @json_option
 @click.pass_context
@@ -53,8 +52,7 @@ def show(ctx: click.Context, action: str | None, last: int | None, base_dir: str
     """
     settings = load(ctx, {"base_dir": base_dir})
     result = journal_lib.show_journal(settings, action=action, last=last)
-    return finish(result, as_json, lambda: "\n".join(
-        [result.summary, *[json.dumps(r, sort_keys=True) for r in result.records]]))
+    return finish(result, as_json, lambda: render_show_text(result))
 
 
 @journal.command()

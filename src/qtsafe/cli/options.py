@@ -33,31 +33,137 @@ def _stack(*decorators: Callable[[F], F]) -> Callable[[F], F]:
     return apply
 
 
+class UtcTimestamp(click.ParamType):
+    """An ISO 8601 time (``Z``, an offset, or naive = UTC), checked when the option is parsed.
+
+    The value stays the text the operator typed: the library resolves it (and ``auto``) through the one
+    parser, :func:`qtsafe.timeutil.parse_utc`; this only makes a bad value a usage error naming the option.
+    An empty value passes, as before: the library treats it as not given.
+    """
+
+    name = "timestamp"
+
+    def __init__(self, *, allow_auto: bool = False) -> None:
+        self.allow_auto = allow_auto
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        text = str(value)
+        if not text.strip() or (self.allow_auto and text.strip().lower() == "auto"):
+            return text
+        from qtsafe.errors import InputError
+        from qtsafe.timeutil import parse_utc
+
+        try:
+            parse_utc(text)
+        except InputError as exc:
+            self.fail(str(exc), param, ctx)
+        return text
+
+
+class Duration(click.ParamType):
+    """A duration (``90``, ``30s``, ``10m``, ``6h``, ``1d``) converted to seconds when the option is parsed."""
+
+    name = "duration"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        from qtsafe.errors import InputError
+        from qtsafe.timeutil import parse_duration
+
+        try:
+            return parse_duration(str(value))
+        except InputError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+class SettingOption(click.Option):
+    """An option that sets one setting: ``--help`` shows the effective default (qtsafe.toml / ``QTSAFE_*`` /
+    built-in) and the environment variable, while the value stays ``None`` unless given, so the settings'
+    precedence (defaults < config file < environment < flags) is applied in one place, :func:`load`."""
+
+    def __init__(self, *args: Any, setting: str, **kwargs: Any) -> None:
+        kwargs.setdefault("show_envvar", True)
+        super().__init__(*args, **kwargs)
+        self.setting = setting
+
+    def get_help_extra(self, ctx: click.Context) -> Any:
+        extra = super().get_help_extra(ctx)
+        shown = effective_default(ctx, self.setting)
+        if shown:
+            extra["default"] = shown
+        return extra
+
+
+def effective_default(ctx: click.Context, setting: str) -> str:
+    """The value ``setting`` has when its flag is not given, as --help shows it (a Redis password masked)."""
+    settings = help_settings(ctx)
+    value: Any = settings
+    for part in setting.split("."):
+        value = getattr(value, part)
+    text = str(value)
+    if "@" in text and "://" in text:
+        from qtsafe.telemetry.sources import mask_url
+
+        text = mask_url(text)
+    return text
+
+
+def help_settings(ctx: click.Context) -> Settings:
+    """The settings --help describes: the config file and ``QTSAFE_*`` as a run would load them.
+
+    A config file that does not load shows the built-in defaults here; the command itself refuses it.
+    """
+    root = ctx.find_root()
+    cached = root.meta.get("qtsafe.help_settings")
+    if cached is None:
+        from qtsafe.errors import QtsafeError
+
+        try:
+            cached = load_settings((root.obj or {}).get("config_path"))
+        except QtsafeError:
+            cached = Settings()
+        root.meta["qtsafe.help_settings"] = cached
+    return cached
+
+
 json_option = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
 
 quiet_option = click.option("--quiet", "-q", is_flag=True, help="No progress output on stderr.")
 
 base_dir_option = click.option(
-    "--base-dir", type=click.Path(file_okay=False), envvar="QTSAFE_BASE_DIR", show_envvar=True,
-    help="Base directory for reports/, data/ and logs/ (default: current directory).",
+    "--base-dir", cls=SettingOption, setting="base_dir", type=click.Path(file_okay=False), envvar="QTSAFE_BASE_DIR",
+    help="Base directory for reports/, data/ and logs/.",
 )
 
 redis_options = _stack(
-    click.option("--redis-url", envvar="QTSAFE_REDIS_URL", show_envvar=True,
-                 help="Redis URL (default redis://127.0.0.1:6379/0)."),
-    click.option("--stream", envvar="QTSAFE_STREAM", show_envvar=True,
-                 help="Stream key (default quantum:stream:trade.intent)."),
+    click.option("--redis-url", cls=SettingOption, setting="redis_url", envvar="QTSAFE_REDIS_URL",
+                 help="Redis URL."),
+    click.option("--stream", cls=SettingOption, setting="stream", envvar="QTSAFE_STREAM", help="Stream key."),
 )
 
-window_options = _stack(
-    click.option("--after", metavar="ISO|auto",
-                 help="Cutover: ISO 8601 (Z, +00:00 or naive = UTC), or 'auto' for the unit's last start."),
-    click.option("--until", metavar="ISO", help="Read entries up to this time (default: now)."),
-    click.option("--last", type=click.IntRange(min=1), metavar="N",
-                 help="Only the newest N stream entries in the window."),
-    click.option("--events", "events_file", type=click.Path(dir_okay=False),
-                 help="Read a JSONL export (the samples' format) instead of Redis."),
-)
+AFTER_HELP = "Cutover: ISO 8601 (Z, +00:00 or naive = UTC), or 'auto' for the unit's last start."
+
+
+def after_option(extra_help: str = "", **kwargs: Any) -> Callable[[F], F]:
+    """``--after``: the same parser and the same ``auto`` in every command; ``extra_help`` adds its default."""
+    return click.option("--after", type=UtcTimestamp(allow_auto=True), metavar="ISO|auto",
+                        help=f"{AFTER_HELP} {extra_help}".strip(), **kwargs)
+
+
+until_option = click.option("--until", type=UtcTimestamp(), metavar="ISO",
+                            help="Read entries up to this time (default: now).")
+
+
+def last_option(what: str = "stream entries in the window") -> Callable[[F], F]:
+    """``--last N``: the newest N entries, everywhere."""
+    return click.option("--last", type=click.IntRange(min=1), metavar="N", help=f"Only the newest N {what}.")
+
+
+events_file_option = click.option("--events", "events_file", type=click.Path(dir_okay=False), metavar="FILE",
+                                  help="Read a JSONL export (the samples' format) instead of Redis.")
+
+window_options = _stack(after_option(), until_option, last_option(), events_file_option)
 
 
 def read_command_options(func: F) -> F:
