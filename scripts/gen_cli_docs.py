@@ -43,6 +43,8 @@ TOP_LEVEL_MEANING = {
     "stream": "Stream key of the `trade.intent` telemetry.",
     "redis_timeout": "Seconds a Redis connect or command may take before it counts as an error. Must be > 0.",
     "page_size": "Entries per XRANGE page when reading the stream (1 to 100000).",
+    "charts": "Draw a PNG chart beside the gate, scoreboard and monitor reports (needs the charts extra; a chart "
+              "is never evidence). `--no-charts` turns it off for one run.",
     "read_workers": "Processes that read a large stream in parallel time slices (1 to 16; 1 reads in one process).",
     "parallel_min_entries": "Stream length (XLEN) from which the gates and scoreboard read with read_workers.",
     "unit": "systemd unit of the AI engine. Some hosts name it `quantum-ai_engine.service`.",

@@ -32,6 +32,8 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.Temp
     for key in list(os.environ):
         if key.startswith("QTSAFE_"):
             monkeypatch.delenv(key)
+    # A chart costs about a second a report (matplotlib): off for the suite, on in the chart tests that ask.
+    monkeypatch.setenv("QTSAFE_CHARTS", "false")
     home = tmp_path_factory.mktemp("home")
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.chdir(home)

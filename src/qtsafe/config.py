@@ -132,6 +132,7 @@ class Settings:
     engine_repo: str = ""
     systemctl: str = "systemctl"
     journalctl: str = "journalctl"
+    charts: bool = True
     thresholds: Thresholds = dataclasses.field(default_factory=Thresholds)
     feature_sanity: FeatureSanity = dataclasses.field(default_factory=FeatureSanity)
     monitor: Monitor = dataclasses.field(default_factory=Monitor)

@@ -171,50 +171,73 @@ def atomic_write_pair(first: Path, first_data: bytes, second: Path, second_data:
 
 def write_new_pair(directory: Path, stem_for: Callable[[str], str], build: Callable[[Path, Path], tuple[bytes, bytes]],
                    *, first_ext: str = ".json", second_ext: str = ".md") -> tuple[Path, Path]:
-    """Create a new pair ``<stem><first_ext>`` + ``<stem><second_ext>`` that replaces nothing.
+    """Create a new pair ``<stem><first_ext>`` + ``<stem><second_ext>`` that replaces nothing (see write_new_set)."""
 
-    ``stem_for("")`` is the preferred stem; when either name is taken (another run in the same second),
-    ``stem_for("_2")``, ``stem_for("_3")``, ... are tried. ``build(first_path, second_path)`` gives the
-    contents for the names being tried (a report names its own paths). Names are claimed with link(),
-    which fails on an existing name, so two processes never get the same pair; the files appear whole
-    (the first, then its twin) or not at all. Returns (first_path, second_path).
+    def build_set(paths: dict[str, Path]) -> dict[str, bytes]:
+        first, second = build(paths[first_ext], paths[second_ext])
+        return {first_ext: first, second_ext: second}
+
+    paths = write_new_set(directory, stem_for, build_set, (first_ext, second_ext))
+    return paths[first_ext], paths[second_ext]
+
+
+def write_new_set(directory: Path, stem_for: Callable[[str], str],
+                  build: Callable[[dict[str, Path]], dict[str, bytes]], exts: tuple[str, ...]) -> dict[str, Path]:
+    """Create new files ``<stem><ext>`` that replace nothing; returns the paths written, by extension.
+
+    ``stem_for("")`` is the preferred stem; when any name of the set is taken (another run in the same second),
+    ``stem_for("_2")``, ``stem_for("_3")``, ... are tried. ``build(paths)`` gives the contents for the names being
+    tried (a report names its own paths), for ``exts`` or a subset of them, in the order they appear (a report's
+    last file is the one that says it is complete). Names are claimed with link(), which fails on an existing
+    name, so two processes never get the same set; the files appear whole, in order, or not at all.
     """
     _make_dir(directory)
     n = 1
     while True:
         stem = stem_for("" if n == 1 else f"_{n}")
-        first, second = directory / f"{stem}{first_ext}", directory / f"{stem}{second_ext}"
-        if first.exists() or second.exists():
+        paths = {ext: directory / f"{stem}{ext}" for ext in exts}
+        if any(path.exists() for path in paths.values()):
             n += 1
             continue
-        first_data, second_data = build(first, second)
+        contents = build(paths)
+        order = [ext for ext in exts if ext in contents]
         temps: list[str] = []
-        current = first
+        linked: list[Path] = []
+        current = paths[order[0]]
         try:
-            temps.append(_write_temp(directory, first, first_data))
-            temps.append(_write_temp(directory, second, second_data))
-            try:
-                os.link(temps[0], first)
-            except FileExistsError:
+            for ext in order:
+                current = paths[ext]
+                temps.append(_write_temp(directory, current, contents[ext]))
+            taken = False
+            for ext, temp in zip(order, temps, strict=True):
+                current = paths[ext]
+                try:
+                    os.link(temp, current)
+                except FileExistsError:
+                    taken = True
+                    break
+                except OSError:
+                    _unlink_all(linked)
+                    raise
+                linked.append(current)
+            if taken:
+                _unlink_all(linked)
                 n += 1
                 continue
-            current = second
-            try:
-                os.link(temps[1], second)
-            except OSError as exc:
-                os.unlink(first)
-                if isinstance(exc, FileExistsError):
-                    n += 1
-                    continue
-                raise
             fsync_dir(directory)
-            return first, second
+            return {ext: paths[ext] for ext in order}
         except OSError as exc:
             raise WriteError(f"cannot write {current}: {exc.strerror or exc}") from exc
         finally:
             for name in temps:
                 with contextlib.suppress(OSError):
                     os.unlink(name)
+
+
+def _unlink_all(paths: list[Path]) -> None:
+    for path in paths:
+        with contextlib.suppress(OSError):
+            path.unlink()
 
 
 def atomic_write_text(path: Path | str, text: str, mode: int | None = None) -> Path:

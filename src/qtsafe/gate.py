@@ -156,7 +156,7 @@ def run_quality_gate(
 
     # A second run in the same second gets quality_gate_<ts>_2[_collection]_post_cutover: the pattern stays.
     md, js = write_new_report(settings.reports_dir, lambda n: f"quality_gate_{stamp}{n}{kind}_post_cutover",
-                              render_pair)
+                              render_pair, charts=settings.charts)
     return dataclasses.replace(result, report_path=md, json_path=js)
 
 

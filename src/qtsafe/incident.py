@@ -111,8 +111,10 @@ def build_incident_bundle(settings: Settings, *, out_dir: Path | None = None,
         path = data / rel
         if path.exists():
             bundle.add_file(f"data/{rel}", path)
-    reports = sorted((p for p in settings.reports_dir.glob("*") if p.is_file() and p.suffix in (".md", ".json")),
-                     key=lambda p: p.stat().st_mtime, reverse=True)[:30]
+    # The newest reports with their JSON twins and charts (a report's chart is the picture it links).
+    kept = (".md", ".json", ".png")
+    reports = sorted((p for p in settings.reports_dir.glob("*") if p.is_file() and p.suffix in kept),
+                     key=lambda p: p.stat().st_mtime, reverse=True)[:45]
     if not reports:
         bundle.missing.append({"item": "reports", "reason": f"no reports in {settings.reports_dir}"})
     for path in reports:

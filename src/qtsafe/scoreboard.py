@@ -98,7 +98,7 @@ def run_scoreboard(
                                  json_path=directory / "scoreboard_latest.json")
     markdown = render("scoreboard.md.j2", r=result, generated=iso(now), findings=result.all_findings,
                       cutover=iso(window.after) or "none (whole retained stream)")
-    write_report(directory, "scoreboard_latest", markdown, result.to_dict())
+    write_report(directory, "scoreboard_latest", markdown, result.to_dict(), charts=settings.charts)
     return result
 
 

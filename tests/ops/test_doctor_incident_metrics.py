@@ -87,3 +87,20 @@ def test_metrics_keep_other_commands_and_record_errors(tmp_path: Path, run_cli, 
     text = prom.read_text()
     assert 'qtsafe_last_exit_code{command="scoreboard"} 2' in text
     assert 'qtsafe_last_exit_code{command="quality-gate"} 2' in text  # kept
+
+
+def test_incident_bundle_carries_the_charts(root: Root, activated, fake_redis, make_stream) -> None:
+    settings = activated["settings"]
+    make_stream(fake_redis, "healthy", 50)
+    reports = settings.reports_dir
+    reports.mkdir(parents=True, exist_ok=True)
+    for name in ("quality_gate_20260110_060000_post_cutover.md", "quality_gate_20260110_060000_post_cutover.json",
+                 "quality_gate_20260110_060000_post_cutover.png", "stray.txt"):
+        (reports / name).write_bytes(b"x")
+    result = build_incident_bundle(settings)
+    assert result.path is not None
+    with tarfile.open(result.path) as tar:
+        names = {n.split("/", 1)[1] for n in tar.getnames() if "/" in n}
+    assert {"reports/quality_gate_20260110_060000_post_cutover.png",
+            "reports/quality_gate_20260110_060000_post_cutover.md"} <= names
+    assert "reports/stray.txt" not in names

@@ -97,3 +97,66 @@ def test_without_matplotlib_the_note_names_the_extra() -> None:
              "print(draw('gate', {'models': [{'name': 'x'}]}).note)")
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
     assert done.stdout.strip() == "charts: not drawn: matplotlib is not installed (pip install 'qtsafe[charts]')"
+
+
+# ---- wired into the reports ------------------------------------------------------------------------------------
+
+def _gate(base: Path, events: Path, *extra: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    import os
+
+    return subprocess.run([sys.executable, "-m", "qtsafe", "quality-gate", "--mode", "canary", "--after", CUTOVER,
+                           "--events", str(events), "--base-dir", str(base), *extra],
+                          capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def healthy_events(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("events") / "healthy.jsonl"
+    subprocess.run([sys.executable, "-m", "qtsafe", "simulate", "--scenario", "healthy", "--events", "600", "--end",
+                    "2026-01-10T06:00:00Z", "--out", str(path)], check=True, capture_output=True)
+    return path
+
+
+def test_the_gate_report_links_its_chart(tmp_path: Path, healthy_events: Path) -> None:
+    done = _gate(tmp_path, healthy_events, env={"QTSAFE_CHARTS": "true"})
+    assert done.returncode == 0, done.stderr
+    (md,) = (tmp_path / "reports" / "safety").glob("*.md")
+    png, js = md.with_suffix(".png"), md.with_suffix(".json")
+    assert f"]({png.name})" in md.read_text()
+    data = json.loads(js.read_text())
+    assert data["chart"] == str(png) and data["status"] == "PASS"
+    assert _png_size(png.read_bytes())[0] == WIDTH_PX
+
+
+def test_no_charts_and_a_failed_chart_leave_the_verdict_alone(tmp_path: Path, healthy_events: Path) -> None:
+    off = _gate(tmp_path / "off", healthy_events, "--no-charts", env={"QTSAFE_CHARTS": "true"})
+    assert off.returncode == 0
+    (md,) = (tmp_path / "off" / "reports" / "safety").glob("*.md")
+    assert not md.with_suffix(".png").exists() and "charts: off" in md.read_text()
+    # matplotlib unimportable: the report says so in one line, the exit code and verdict are the same.
+    probe = ("import sys; sys.modules['matplotlib'] = None\n"
+             "from qtsafe.cli import cli\n"
+             "sys.exit(cli.main(args=sys.argv[1:], standalone_mode=False))")
+    import os
+
+    broken = subprocess.run([sys.executable, "-c", probe, "quality-gate", "--mode", "canary", "--after", CUTOVER,
+                             "--events", str(healthy_events), "--base-dir", str(tmp_path / "broken")],
+                            capture_output=True, text=True, env={**os.environ, "QTSAFE_CHARTS": "true"}, timeout=120)
+    assert broken.returncode == 0 and broken.stderr == ""
+    (md,) = (tmp_path / "broken" / "reports" / "safety").glob("*.md")
+    assert "charts: not drawn: matplotlib is not installed" in md.read_text()
+    assert not md.with_suffix(".png").exists()
+
+
+def test_the_scoreboard_chart_is_replaced_with_its_report(tmp_path: Path, healthy_events: Path) -> None:
+    import os
+
+    env = {**os.environ, "QTSAFE_CHARTS": "true"}
+    args = [sys.executable, "-m", "qtsafe", "scoreboard", "--after", CUTOVER, "--events", str(healthy_events),
+            "--base-dir", str(tmp_path)]
+    assert subprocess.run(args, capture_output=True, env=env, timeout=120).returncode == 0
+    png = tmp_path / "reports" / "safety" / "scoreboard_latest.png"
+    assert _png_size(png.read_bytes())[0] == WIDTH_PX
+    # The next run cannot draw: the old PNG must not pass for the new report's chart.
+    assert subprocess.run([*args, "--no-charts"], capture_output=True, env=env, timeout=120).returncode == 0
+    assert not png.exists() and "charts: off" in png.with_suffix(".md").read_text()

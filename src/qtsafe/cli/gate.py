@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import click
 
-from qtsafe.cli.options import finish, load, progress_for, read_command_options, read_overrides, source_and_window
+from qtsafe.cli.options import (
+    charts_option,
+    finish,
+    load,
+    progress_for,
+    read_command_options,
+    read_overrides,
+    source_and_window,
+)
 
 
 @click.command("quality-gate")
@@ -15,10 +23,11 @@ from qtsafe.cli.options import finish, load, progress_for, read_command_options,
 @click.option("--baseline-window", is_flag=True,
               help="Also show the same statistics for the same number of entries just before the cutover.")
 @read_command_options
+@charts_option
 @click.pass_context
 def quality_gate(ctx: click.Context, mode: str, models: tuple[str, ...], baseline_window: bool, after: str | None,
                  until: str | None, last: int | None, events_file: str | None, redis_url: str | None,
-                 stream: str | None, base_dir: str | None, quiet: bool, as_json: bool) -> int:
+                 stream: str | None, base_dir: str | None, quiet: bool, as_json: bool, charts: bool | None) -> int:
     """Judge every model's output after a cutover; write the report.
 
     \b
@@ -34,7 +43,7 @@ def quality_gate(ctx: click.Context, mode: str, models: tuple[str, ...], baselin
     """
     from qtsafe.gate import render_gate_text, run_quality_gate
 
-    settings = load(ctx, read_overrides(base_dir, redis_url, stream))
+    settings = load(ctx, {**read_overrides(base_dir, redis_url, stream), "charts": charts})
     source, window = source_and_window(settings, events_file, after, until, last, require_after=True)
     result = run_quality_gate(settings, source, window, mode=mode, models=models or None,
                               baseline_window=baseline_window, progress=progress_for(quiet or as_json))

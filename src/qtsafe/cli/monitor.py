@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from qtsafe.cli.options import base_dir_option, finish, json_option, load, read_overrides, redis_options
+from qtsafe.cli.options import base_dir_option, charts_option, finish, json_option, load, read_overrides, redis_options
 
 if TYPE_CHECKING:
     from qtsafe.config import Settings
@@ -34,10 +34,11 @@ def shared_options(func: F) -> F:
 @click.option("--events", "events_file", type=click.Path(dir_okay=False),
               help="With the old --replay: read a JSONL export instead of Redis.")
 @shared_options
+@charts_option
 @click.pass_context
 def monitor(ctx: click.Context, duration: str | None, interval: str | None, watchdog: bool,
             replay: tuple[str, str] | None, model: str | None, events_file: str | None, redis_url: str | None,
-            stream: str | None, base_dir: str | None, as_json: bool) -> int | None:
+            stream: str | None, base_dir: str | None, as_json: bool, charts: bool | None) -> int | None:
     """Watch the active canary; any violation rolls it back (verified) and exits 2.
 
     \b
@@ -62,7 +63,7 @@ def monitor(ctx: click.Context, duration: str | None, interval: str | None, watc
     from qtsafe.timeutil import parse_duration
 
     # Through the settings, so a shortened watch or a longer interval shows as loosened everywhere.
-    settings = load(ctx, {**read_overrides(base_dir, redis_url, stream),
+    settings = load(ctx, {**read_overrides(base_dir, redis_url, stream), "charts": charts,
                           "monitor.duration": parse_duration(duration) if duration else None,
                           "monitor.interval": parse_duration(interval) if interval else None})
     if watchdog:

@@ -131,6 +131,12 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print the re
 
 quiet_option = click.option("--quiet", "-q", is_flag=True, help="No progress output on stderr.")
 
+charts_option = click.option(
+    "--charts/--no-charts", default=None,
+    help="Draw a PNG chart beside the report (default: the `charts` setting, on; QTSAFE_CHARTS). A chart is "
+         "never evidence: if it cannot be drawn the report says so and the verdict stands.",
+)
+
 base_dir_option = click.option(
     "--base-dir", cls=SettingOption, setting="base_dir", type=click.Path(file_okay=False), envvar="QTSAFE_BASE_DIR",
     help="Base directory for reports/, data/ and logs/.",

@@ -4,16 +4,25 @@ from __future__ import annotations
 
 import click
 
-from qtsafe.cli.options import finish, load, progress_for, read_command_options, read_overrides, source_and_window
+from qtsafe.cli.options import (
+    charts_option,
+    finish,
+    load,
+    progress_for,
+    read_command_options,
+    read_overrides,
+    source_and_window,
+)
 
 
 @click.command("scoreboard")
 @click.option("--model", "models", multiple=True, metavar="NAME", help="Judge only this model (repeatable).")
 @read_command_options
+@charts_option
 @click.pass_context
 def scoreboard(ctx: click.Context, models: tuple[str, ...], after: str | None, until: str | None, last: int | None,
                events_file: str | None, redis_url: str | None, stream: str | None, base_dir: str | None,
-               quiet: bool, as_json: bool) -> int:
+               quiet: bool, as_json: bool, charts: bool | None) -> int:
     """Per-model and ensemble health at a glance: GO / WAIT / NO-GO.
 
     \b
@@ -28,7 +37,7 @@ def scoreboard(ctx: click.Context, models: tuple[str, ...], after: str | None, u
     """
     from qtsafe.scoreboard import render_scoreboard_text, run_scoreboard
 
-    settings = load(ctx, read_overrides(base_dir, redis_url, stream))
+    settings = load(ctx, {**read_overrides(base_dir, redis_url, stream), "charts": charts})
     source, window = source_and_window(settings, events_file, after, until, last, require_after=False)
     result = run_scoreboard(settings, source, window, models=models or None, progress=progress_for(quiet or as_json))
     return finish(result, as_json, lambda: render_scoreboard_text(result))

@@ -230,7 +230,8 @@ def _finish(settings: Settings, result: MonitorResult) -> MonitorResult:
                       timeline=_timeline_rows(named)), named.to_dict()
 
     try:
-        md, js = write_new_report(settings.reports_dir, lambda n: f"qsc_monitor_final_{stamp}{n}", render_pair)
+        md, js = write_new_report(settings.reports_dir, lambda n: f"qsc_monitor_final_{stamp}{n}", render_pair,
+                                  charts=settings.charts)
     except (QtsafeError, OSError) as exc:
         if result.status is not Status.FAIL:
             raise Unrecorded(f"the final report: {exc}") from exc

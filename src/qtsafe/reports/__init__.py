@@ -13,7 +13,7 @@ from typing import Any
 import jinja2
 
 from qtsafe.errors import WriteError
-from qtsafe.fsio import atomic_write_pair, write_new_pair
+from qtsafe.fsio import atomic_write_bytes, atomic_write_pair, write_new_set
 from qtsafe.textsafe import visible
 
 
@@ -88,32 +88,76 @@ def _json_bytes(data: dict[str, Any]) -> bytes:
     return (json.dumps(data, indent=2, sort_keys=True, allow_nan=False) + "\n").encode("utf-8")
 
 
-def write_report(directory: Path, stem: str, markdown: str, data: dict[str, Any]) -> tuple[Path, Path]:
+# The chart each command's report gets (qtsafe.reports.charts), by the ``command`` its JSON names.
+CHART_OF_COMMAND = {"quality-gate": "gate", "scoreboard": "scoreboard", "monitor": "monitor"}
+
+
+def _with_chart(markdown: str, data: dict[str, Any], png_path: Path, charts: bool) -> tuple[str, bytes | None]:
+    """Draw the report's chart from its own JSON; link it from the Markdown, or say in one line why not.
+
+    A chart is never evidence: whatever happens here, the verdict, the exit code and the rest of the report
+    are unchanged. The JSON twin names the chart (``chart``) or the note (``chart_note``).
+    """
+    kind = CHART_OF_COMMAND.get(str(data.get("command", "")))
+    if kind is None:
+        return markdown, None
+    if not charts:
+        data["chart_note"] = "charts: off (--no-charts or charts = false)"
+        return markdown + f"\n{data['chart_note']}\n", None
+    from qtsafe.reports.charts import draw
+
+    chart = draw(kind, data)
+    if chart.png is None:
+        data["chart_note"] = chart.note
+        return markdown + f"\n{chart.note}\n", None
+    data["chart"] = str(png_path)
+    return (markdown + f"\n## Chart\n\n![{kind} chart ({chart.width} x {chart.height} px)]({png_path.name})\n",
+            chart.png)
+
+
+def write_report(directory: Path, stem: str, markdown: str, data: dict[str, Any], *,
+                 charts: bool = True) -> tuple[Path, Path]:
     """Write ``<stem>.json`` and ``<stem>.md`` as a pair (both new or both old); returns (markdown, json).
 
     For a report that is meant to be replaced (``scoreboard_latest``); timestamped reports use
-    :func:`write_new_report`, which never replaces one.
+    :func:`write_new_report`, which never replaces one. The chart (``<stem>.png``) is written first: a
+    Markdown never links a chart that is not there (an old PNG beside a report that could not draw its new one
+    is removed, so it cannot pass for the new one).
     """
-    json_path, md_path = directory / f"{stem}.json", directory / f"{stem}.md"
+    json_path, md_path, png_path = (directory / f"{stem}{ext}" for ext in (".json", ".md", ".png"))
+    data = dict(data)
+    markdown, png = _with_chart(markdown, data, png_path, charts)
+    if png is not None:
+        atomic_write_bytes(png_path, png)
+    else:
+        with contextlib.suppress(OSError):
+            png_path.unlink(missing_ok=True)
     atomic_write_pair(json_path, _json_bytes(data), md_path, markdown.encode("utf-8"))
     return md_path, json_path
 
 
 def write_new_report(directory: Path, stem_for: Callable[[str], str],
-                     render_pair: Callable[[Path, Path], tuple[str, dict[str, Any]]]) -> tuple[Path, Path]:
+                     render_pair: Callable[[Path, Path], tuple[str, dict[str, Any]]], *,
+                     charts: bool = True) -> tuple[Path, Path]:
     """Write a timestamped report pair under a name no other report has; returns (markdown, json).
 
     ``stem_for(suffix)`` builds the runbook's name with ``suffix`` ("" first, then "_2", "_3", ... when a run
     in the same second took the name); ``render_pair(md_path, json_path)`` renders (markdown, data) for the
-    paths being claimed, so a report always names itself. The JSON twin follows its Markdown's name.
+    paths being claimed, so a report always names itself. The JSON twin follows its Markdown's name, and so does
+    the chart (``<stem>.png``), claimed in the same set: JSON, chart, then the Markdown that links it.
     """
 
-    def build(json_path: Path, md_path: Path) -> tuple[bytes, bytes]:
-        markdown, data = render_pair(md_path, json_path)
-        return _json_bytes(data), markdown.encode("utf-8")
+    def build(paths: dict[str, Path]) -> dict[str, bytes]:
+        markdown, data = render_pair(paths[".md"], paths[".json"])
+        data = dict(data)
+        markdown, png = _with_chart(markdown, data, paths[".png"], charts)
+        out = {".json": _json_bytes(data), ".md": markdown.encode("utf-8")}
+        if png is not None:
+            out[".png"] = png
+        return out
 
-    json_path, md_path = write_new_pair(directory, stem_for, build, first_ext=".json", second_ext=".md")
-    return md_path, json_path
+    paths = write_new_set(directory, stem_for, build, (".json", ".png", ".md"))
+    return paths[".md"], paths[".json"]
 
 
 _VERDICT_ROW = re.compile(r"^\| (verdict|status|result) \| .*\|$", re.MULTILINE)
