@@ -36,6 +36,14 @@ run 2 "5. the same gate on a collapsed PatchTST (stuck at 0.6150) must block" \
 echo
 echo "Reports written under $DEMO/reports/safety/:"
 ls -1 "$DEMO/reports/safety/"
+echo
+charts=$(cd "$DEMO/reports/safety" && ls -1 ./*.png 2>/dev/null | sed 's#^\./##')
+if [ -n "$charts" ]; then
+  echo "Charts drawn (open them beside their reports):"
+  echo "$charts" | sed "s#^#  $DEMO/reports/safety/#"
+else
+  echo "Charts: none drawn (QTSAFE_CHARTS=false, --no-charts, or matplotlib missing: each report says which)."
+fi
 if [ "$status" -eq 0 ]; then
   echo "demo: every exit code was the one the contract gives"
 else
