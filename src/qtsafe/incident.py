@@ -71,9 +71,9 @@ def _canary_window_start(settings: Settings, now: dt.datetime) -> tuple[dt.datet
     from qtsafe.canary import state as canary_state
     from qtsafe.canary.journal import read_records
 
-    state = canary_state.load_state(settings) or {}
-    if state.get("activated_at"):
-        return parse_utc(str(state["activated_at"])), "the active canary's activation"
+    state = canary_state.read_state(settings)
+    if state is not None and state.activated_at:
+        return parse_utc(state.activated_at), "the active canary's activation"
     try:
         records = read_records(settings)
     except QtsafeError:

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from qtsafe.canary import preflight as canary_preflight
+from qtsafe.canary.state import CanaryState
 from qtsafe.config import Settings, load_settings
 from qtsafe.status import Status
 
@@ -30,6 +31,14 @@ ENV_FILE_TEXT = (
     "#PATCHTST_SHADOW_ONLY=commented\n"
 )
 REPO_SRC = Path(__file__).resolve().parents[2] / "src"
+#: State files written by the dict-based code before CanaryState (kept to prove the typed record reads them).
+DATA = Path(__file__).resolve().parent / "data"
+
+
+def old_state(name: str) -> CanaryState:
+    """A state file from ``tests/canary/data`` as the typed record."""
+    path = DATA / name
+    return CanaryState.from_dict(json.loads(path.read_text(encoding="utf-8")), where=str(path))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -306,8 +306,8 @@ def test_failing_final_state_write_rolls_back_instead_of_leaving_an_unwatched_ca
 
     real_save = st.save_state
 
-    def save(settings: Any, state: dict[str, Any]) -> None:
-        if state.get("phase") == st.PHASE_ACTIVE:
+    def save(settings: Any, state: st.CanaryState) -> None:
+        if state.phase == st.PHASE_ACTIVE:
             raise WriteError("cannot write data/qsc_canary_state.json: No space left on device")
         real_save(settings, state)
 

@@ -17,9 +17,10 @@ import pytest
 from qtsafe import monitor as mon
 from qtsafe.canary import lifecycle
 from qtsafe.canary import promote as canary_promote
+from qtsafe.canary.state import CanaryState
 from qtsafe.status import Status, exit_code_for
 from qtsafe.telemetry import RedisStreamSource
-from tests.canary.conftest import Root
+from tests.canary.conftest import Root, old_state
 from tests.conftest import STREAM
 from tests.monitor.conftest import FastClock, activated, write_events  # noqa: F401 - fixture
 from tests.monitor.test_monitor import producer
@@ -50,8 +51,8 @@ def test_a_full_watch_of_the_configured_duration_allows_promotion(
     assert record["duration_hours"] == round(duration / 3600, 4)  # kept for the runbooks' readers
 
 
-def _records(**completed: Any) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    state = {"canary_id": "c1", "model": "patchtst", "share": 0.1}
+def _records(**completed: Any) -> tuple[list[dict[str, Any]], CanaryState]:
+    state = old_state("state_v1_active_dropin.json").replace(canary_id="c1", model="patchtst", share=0.1)
     records = [{"action": "canary_activated", "canary_id": "c1", "canary_model": "patchtst"},
                {"action": "monitoring_completed", "canary_id": "c1", "canary_model": "patchtst",
                 "violations": None, "result": "safe", **completed}]

@@ -106,11 +106,11 @@ def _prepare_activation(
     elif isinstance(share, bool) or not (isinstance(share, (int, float)) and math.isfinite(share)) \
             or not 0.0 < share <= MAX_CANARY_SHARE:
         raise InputError(f"share {share!r} is outside (0, {MAX_CANARY_SHARE}]")
-    current = st.load_state(settings)
+    current = st.read_state(settings)
     if current is not None:
         raise StateError(
-            f"a canary is already {current.get('phase')} for {settings.unit} "
-            f"(model {current.get('model')}, since {current.get('activated_at') or current.get('started_at')}); "
+            f"a canary is already {current.phase} for {settings.unit} "
+            f"(model {current.model}, since {current.activated_at or current.started_at}); "
             "roll it back or promote it first"
         )
     if st.dropin_path(settings).exists():

@@ -12,6 +12,7 @@ from qtsafe.canary import journal
 from qtsafe.canary import state as st
 from qtsafe.canary.dropin import render_dropin
 from qtsafe.canary.rollback import RollbackResult, _rollback_from_state
+from qtsafe.canary.state import CanaryState, TouchedFile
 from qtsafe.canary.steps import (
     Sleep,
     _expect_weights,
@@ -71,14 +72,14 @@ def _watch_seconds(record: Mapping[str, Any]) -> tuple[float | None, bool]:
     return (None if hours is None else hours * 3600.0), True
 
 
-def _monitor_cleared(records: Sequence[Mapping[str, Any]], state: Mapping[str, Any],
+def _monitor_cleared(records: Sequence[Mapping[str, Any]], state: CanaryState,
                      min_seconds: float | None = None) -> str | None:
     """None if a monitor completed with no violation for the current stage, else why not.
 
     With ``min_seconds``, a completed watch shorter than that (``--duration`` cut short), or one whose
     record states no usable duration, does not count.
     """
-    canary_id, model = state.get("canary_id"), state.get("model")
+    canary_id, model = state.canary_id, state.model
     start = None
     for index, record in enumerate(records):
         if record.get("canary_id") == canary_id and record.get("action") in ("canary_activated", "canary_promoted"):
@@ -103,7 +104,7 @@ def _monitor_cleared(records: Sequence[Mapping[str, Any]], state: Mapping[str, A
             verdict = f"the journal shows {action} after the last completed monitor"
     if verdict == "ok":
         return None
-    return verdict or f"no completed monitor with no violation since stage {state.get('share')} began"
+    return verdict or f"no completed monitor with no violation since stage {state.share} began"
 
 
 def _too_short(record: Mapping[str, Any], min_seconds: float) -> str | None:
@@ -146,11 +147,11 @@ def promote(
         return refused("--reason is required")
     try:
         with st.unit_lock(settings):
-            state = st.load_state(settings)
-            if state is None or state.get("phase") != st.PHASE_ACTIVE:
-                return refused("no active canary" if state is None else f"the canary is {state.get('phase')}")
-            model, current = str(state["model"]), float(state.get("share") or 0.0)
-            if state.get("mode") != "dropin":
+            state = st.read_state(settings)
+            if state is None or state.phase != st.PHASE_ACTIVE:
+                return refused("no active canary" if state is None else f"the canary is {state.phase}")
+            model, current = state.model, float(state.share or 0.0)
+            if state.mode != "dropin":
                 return refused("an env-key canary cannot be promoted by stages", model, current)
             if to <= current:
                 return refused(f"the canary is already at {current}", model, current)
@@ -161,39 +162,39 @@ def promote(
             why = _monitor_cleared(journal.read_records(settings), state, settings.monitor.duration)
             if why:
                 return refused(why, model, current)
-            weights = canary_weights(state["baseline_weights"], model, to, max_share=1.0)
+            weights = canary_weights(state.baseline_weights or {}, model, to, max_share=1.0)
             return _execute_promotion(settings, state, weights, to, reason, systemd, sleep)
     except QtsafeError as exc:
         return refused(str(exc))
 
 
-def _execute_promotion(settings: Settings, state: dict[str, Any], weights: dict[str, float], to: float, reason: str,
+def _execute_promotion(settings: Settings, state: CanaryState, weights: dict[str, float], to: float, reason: str,
                        systemd: Systemd, sleep: Sleep) -> PromotionResult:
-    model, current = str(state["model"]), float(state["share"])
+    model, current = state.model, float(state.share or 0.0)
     final = to >= 1.0
-    state = dict(state, phase=st.PHASE_APPLYING, step=f"promoting_to_{to}")
+    state = state.replace(phase=st.PHASE_APPLYING, step=f"promoting_to_{to}")
     if final:
         # The promoted weights move to qsc_baseline.conf; record its old bytes first so a rollback can restore them.
         base_path = st.baseline_dropin_path(settings)
-        if not any(e["path"] == str(base_path) for e in state["touched"]):
+        if not any(e.path == str(base_path) for e in state.touched):
             old = _read_bytes(base_path)
-            entry: dict[str, Any] = {"path": str(base_path), "kind": "dropin", "backup": None, "backup_sha256": None}
+            entry = TouchedFile(path=str(base_path), kind="dropin", backup=None, backup_sha256=None)
             if old is not None:
                 backup = _write_backup(_unique_backup(settings.backup_dir, f"{settings.unit}.d_{base_path.name}",
                                                       ".bak"), old)
-                entry.update(backup=backup["path"], backup_sha256=backup["sha256"])
-            state["touched"] = [*state["touched"], entry]
+                entry = dataclasses.replace(entry, backup=backup["path"], backup_sha256=backup["sha256"])
+            state = state.replace(touched=(*state.touched, entry))
     st.save_state(settings, state)
     try:
         if final:
-            text = render_dropin(settings, str(state["canary_id"]), weights, None, None)
+            text = render_dropin(settings, state.canary_id, weights, None, None)
             atomic_write_text(st.baseline_dropin_path(settings), text, mode=0o644)
             if st.dropin_path(settings).exists():
                 st.dropin_path(settings).unlink()
             expect = _expect_weights(settings, weights, None, None)
         else:
-            text = render_dropin(settings, str(state["canary_id"]), weights, model, to)
-            state["dropin_sha256"] = _sha256_bytes(text.encode("utf-8"))
+            text = render_dropin(settings, state.canary_id, weights, model, to)
+            state = state.replace(dropin_sha256=_sha256_bytes(text.encode("utf-8")))
             st.save_state(settings, state)
             atomic_write_text(st.dropin_path(settings), text, mode=0o644)
             atomic_write_text(st.local_dropin_path(settings), text, mode=0o644)
@@ -217,13 +218,13 @@ def _execute_promotion(settings: Settings, state: dict[str, Any], weights: dict[
             verification=verification)
 
 
-def _record_promotion(settings: Settings, state: dict[str, Any], weights: dict[str, float], to: float, reason: str,
+def _record_promotion(settings: Settings, state: CanaryState, weights: dict[str, float], to: float, reason: str,
                       systemd: Systemd, verification: dict[str, Any]) -> PromotionResult:
-    model, current = str(state["model"]), float(state["share"])
+    model, current = state.model, float(state.share or 0.0)
     final = to >= 1.0
     git, proof, notes = _proof(systemd)
     verification.update({"git_hash": git, "journal_proof": proof, "notes": notes})
-    fields: dict[str, Any] = dict(canary_id=state["canary_id"], canary_model=model, unit=settings.unit,
+    fields: dict[str, Any] = dict(canary_id=state.canary_id, canary_model=model, unit=settings.unit,
                                   from_stage=current, stage=to, canary_weight=to, weights=weights, reason=reason,
                                   git_hash=git, journal_proof=proof)
     if final:
@@ -242,9 +243,9 @@ def _record_promotion(settings: Settings, state: dict[str, Any], weights: dict[s
         summary = f"CANARY PROMOTED: {model} at 100% is the new baseline on {settings.unit} (verified)"
     else:
         journal.append_record(settings, "canary_promoted", **fields)
-        stages = [*state.get("stages", []), {"share": to, "at": iso_ms(utc_now())}]
-        st.save_state(settings, dict(state, phase=st.PHASE_ACTIVE, step="promoted", share=to,
-                                     canary_weights=weights, stages=stages))
+        stages = (*state.stages, {"share": to, "at": iso_ms(utc_now())})
+        st.save_state(settings, state.replace(phase=st.PHASE_ACTIVE, step="promoted", share=to,
+                                              canary_weights=weights, stages=stages))
         summary = f"CANARY PROMOTED: {model} {current:.0%} -> {to:.0%} on {settings.unit} (verified; monitor again)"
     return PromotionResult(status=Status.PASS, summary=summary, model=model, from_share=current, to_share=to,
                            reason=reason, weights=weights, baseline_updated=final, verification=verification)

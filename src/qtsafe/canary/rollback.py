@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from qtsafe.canary import envfile, journal
 from qtsafe.canary import state as st
+from qtsafe.canary.state import CanaryState, TouchedFile
 from qtsafe.canary.steps import (
     Confirm,
     Sleep,
@@ -47,14 +48,14 @@ class RollbackResult(Result):
     restored_backup: str | None = None
 
 
-def _manual_steps(settings: Settings, state: Mapping[str, Any] | None) -> tuple[str, ...]:
+def _manual_steps(settings: Settings, state: CanaryState | None) -> tuple[str, ...]:
     steps = []
-    for entry in reversed((state or {}).get("touched", [])):
-        if entry.get("backup"):
-            steps.append(f"sha256sum {_q(entry['backup'])}  # expect {entry.get('backup_sha256')}")
-            steps.append(f"sudo cp {_q(entry['backup'])} {_q(entry['path'])}")
+    for entry in reversed(state.touched if state else ()):
+        if entry.backup:
+            steps.append(f"sha256sum {_q(entry.backup)}  # expect {entry.backup_sha256}")
+            steps.append(f"sudo cp {_q(entry.backup)} {_q(entry.path)}")
         else:
-            steps.append(f"sudo rm -f {_q(entry['path'])}")
+            steps.append(f"sudo rm -f {_q(entry.path)}")
     if not steps:
         steps.append(f"sudo rm -f {_q(st.dropin_path(settings))}")
     systemctl, unit = _q(settings.systemctl), _q(settings.unit)
@@ -68,11 +69,11 @@ def _manual_steps(settings: Settings, state: Mapping[str, Any] | None) -> tuple[
     return tuple(steps)
 
 
-def _restore_touched(settings: Settings, entry: Mapping[str, Any]) -> str:
+def _restore_touched(settings: Settings, entry: TouchedFile) -> str:
     """Put one touched live file back to its pre-canary bytes. Returns what was done; raises on failure."""
-    path = Path(entry["path"])
+    path = Path(entry.path)
     current = _read_bytes(path)
-    backup = entry.get("backup")
+    backup = entry.backup
     if backup is None:
         if current is None:
             return f"{path} already absent"
@@ -82,16 +83,16 @@ def _restore_touched(settings: Settings, entry: Mapping[str, Any]) -> str:
             raise WriteError(f"cannot remove {path}: {exc.strerror or exc}") from exc
         return f"removed {path}"
     backup_bytes = _read_bytes(Path(backup))
-    backup_ok = backup_bytes is not None and _sha256_bytes(backup_bytes) == entry.get("backup_sha256")
-    if current is not None and _sha256_bytes(current) == entry.get("backup_sha256"):
+    backup_ok = backup_bytes is not None and _sha256_bytes(backup_bytes) == entry.backup_sha256
+    if current is not None and _sha256_bytes(current) == entry.backup_sha256:
         return f"{path} already matches its backup"
-    if entry.get("kind") == "env_file" and current is not None and \
-            _sha256_bytes(current) != entry.get("written_sha256"):
+    if entry.kind == "env_file" and current is not None and \
+            _sha256_bytes(current) != entry.written_sha256:
         # Someone else edited the file since: put back only our line, keeping their edits.
-        reverted = envfile.replace_line(current, str(entry["key"]), str(entry["new_line"]).encode("utf-8",
-                                        "surrogateescape"), str(entry["old_line"]).encode("utf-8", "surrogateescape"))
+        reverted = envfile.replace_line(current, str(entry.key), str(entry.new_line).encode("utf-8",
+                                        "surrogateescape"), str(entry.old_line).encode("utf-8", "surrogateescape"))
         atomic_write_bytes(path, reverted)
-        return f"reverted the {entry['key']}= line of {path} (the file had other edits, kept)"
+        return f"reverted the {entry.key}= line of {path} (the file had other edits, kept)"
     if not backup_ok:
         raise StateError(f"backup {backup} is missing or fails its checksum; cannot restore {path}")
     assert backup_bytes is not None
@@ -100,17 +101,17 @@ def _restore_touched(settings: Settings, entry: Mapping[str, Any]) -> str:
 
 
 def _rollback_from_state(
-    settings: Settings, state: dict[str, Any] | None, systemd: Systemd, sleep: Sleep, *, trigger: str,
+    settings: Settings, state: CanaryState | None, systemd: Systemd, sleep: Sleep, *, trigger: str,
     reason: str, violations: Sequence[str],
 ) -> RollbackResult:
     """Undo whatever ``state`` records (or an orphan drop-in when there is no state). Caller holds the lock."""
     actions: list[str] = []
     notes: list[str] = []
-    model = state.get("model") if state else None
-    canary_id = state.get("canary_id") if state else None
+    model = state.model if state else None
+    canary_id = state.canary_id if state else None
     try:
         if state is not None:
-            state = dict(state, phase=st.PHASE_ROLLING_BACK, rollback_trigger=trigger, rollback_reason=reason)
+            state = state.replace(phase=st.PHASE_ROLLING_BACK, rollback_trigger=trigger, rollback_reason=reason)
             try:
                 st.save_state(settings, state)
             except QtsafeError as exc:
@@ -118,12 +119,12 @@ def _rollback_from_state(
                 # taking the canary out (removing a drop-in) needs no disk space. A full disk must not stop it.
                 notes.append(f"could not mark the state rolling back ({exc}); rolling back anyway")
         _checkpoint("rb_started")
-        touched = list(state.get("touched", [])) if state else []
+        touched = list(state.touched) if state else []
         if not touched:
-            touched = [{"path": str(st.dropin_path(settings)), "kind": "dropin", "backup": None}]
+            touched = [TouchedFile(path=str(st.dropin_path(settings)), kind="dropin", backup=None, backup_sha256=None)]
         for entry in reversed(touched):
             actions.append(_restore_touched(settings, entry))
-        for directory in (state or {}).get("created_dirs", []):
+        for directory in state.created_dirs if state else ():
             try:
                 Path(directory).rmdir()
                 actions.append(f"removed empty {directory}")
@@ -134,7 +135,7 @@ def _rollback_from_state(
                 local.unlink()
                 actions.append(f"removed {local}")
         _checkpoint("rb_files_restored")
-        needs_reload = any(e.get("kind") != "env_file" for e in touched)
+        needs_reload = any(e.kind != "env_file" for e in touched)
         if needs_reload:
             systemd.daemon_reload()
             actions.append("daemon-reload")
@@ -148,7 +149,7 @@ def _rollback_from_state(
         manual = _manual_steps(settings, state)
         if state is not None:
             try:
-                st.save_state(settings, dict(state, phase=st.PHASE_ROLLING_BACK, last_error=str(exc)))
+                st.save_state(settings, state.replace(phase=st.PHASE_ROLLING_BACK, last_error=str(exc)))
             except QtsafeError as save_exc:
                 notes.append(f"could not update the state file: {save_exc}")
         _try_journal(settings, "rollback_failed", notes, canary_id=canary_id, canary_model=model, unit=settings.unit,
@@ -164,7 +165,7 @@ def _rollback_from_state(
         journal.append_record(
             settings, "rollback_executed", canary_id=canary_id, canary_model=model, unit=settings.unit,
             trigger=trigger, reason=reason, violations=list(violations), actions=actions,
-            baseline_weights=(state or {}).get("baseline_weights"), stage=(state or {}).get("share"),
+            baseline_weights=state.baseline_weights if state else None, stage=state.share if state else None,
             git_hash=git, journal_proof=proof)
     except QtsafeError as exc:
         # The live system is back on the baseline; keep the state so the missing record is visible.
@@ -182,21 +183,21 @@ def _rollback_from_state(
         journal_action="rollback_executed")
 
 
-def _expect_baseline(settings: Settings, state: Mapping[str, Any] | None) -> Callable[[dict[str, str]], list[str]]:
+def _expect_baseline(settings: Settings, state: CanaryState | None) -> Callable[[dict[str, str]], list[str]]:
     def check(env: dict[str, str]) -> list[str]:
         problems = [f"{marker} is still set" for marker in (st.MARKER_MODEL, st.MARKER_WEIGHT) if marker in env]
-        expected = (state or {}).get("baseline_environment")
+        expected = state.baseline_environment if state else None
         if expected is not None:
             live = _env_fingerprint(env)
             differ = sorted(name for name in set(live) | set(expected) if live.get(name) != expected.get(name))
             if differ:
                 problems.append(f"environment differs from the pre-canary baseline in {', '.join(differ)}")
-        for entry in (state or {}).get("touched", []):
-            if entry.get("kind") == "env_file":
-                data = _read_bytes(Path(entry["path"])) or b""
-                if envfile.key_lines(data, str(entry["key"])) and entry["old_line"].encode(
+        for entry in state.touched if state else ():
+            if entry.kind == "env_file":
+                data = _read_bytes(Path(entry.path)) or b""
+                if envfile.key_lines(data, str(entry.key)) and str(entry.old_line).encode(
                         "utf-8", "surrogateescape") not in data.splitlines(keepends=True):
-                    problems.append(f"{entry['path']} does not hold the original {entry['key']}= line")
+                    problems.append(f"{entry.path} does not hold the original {entry.key}= line")
         return problems
 
     return check
@@ -235,7 +236,7 @@ def rollback(
         return refused
     try:
         with st.unit_lock(settings):
-            state = st.load_state(settings)
+            state = st.read_state(settings)
             orphan = state is None and st.dropin_path(settings).exists()
             if state is None and not orphan:
                 return RollbackResult(
@@ -267,15 +268,13 @@ def _corrupt_state_rollback(settings: Settings, systemd: Systemd, sleep: Sleep, 
         return result
 
 
-def _describe_rollback(settings: Settings, state: Mapping[str, Any] | None) -> str:
+def _describe_rollback(settings: Settings, state: CanaryState | None) -> str:
     if state is None:
         return (f"Roll back {settings.unit}: remove the unrecorded drop-in {st.dropin_path(settings)}, "
                 "daemon-reload, restart, verify.")
-    lines = [f"Roll back canary {state.get('canary_id')} ({state.get('model')}, phase {state.get('phase')}) "
-             f"on {settings.unit}:"]
-    for entry in reversed(state.get("touched", [])):
-        lines.append(f"  restore {entry['path']} " + (f"from {entry['backup']}" if entry.get("backup") else
-                                                       "(remove)"))
+    lines = [f"Roll back canary {state.canary_id} ({state.model}, phase {state.phase}) on {settings.unit}:"]
+    for entry in reversed(state.touched):
+        lines.append(f"  restore {entry.path} " + (f"from {entry.backup}" if entry.backup else "(remove)"))
     lines.append("  daemon-reload, restart, verify the unit is active on the baseline")
     return "\n".join(lines)
 

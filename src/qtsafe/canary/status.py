@@ -52,7 +52,7 @@ def canary_status(settings: Settings, *, systemd: Systemd | None = None, journal
     repair = f"run '{rollback_command(settings)}' to restore the baseline"
     state_unreadable = False
     try:
-        state = st.load_state(settings)
+        state = st.read_state(settings)
     except StateError as exc:
         state = None
         state_unreadable = isinstance(exc, CanaryStateError)
@@ -77,7 +77,7 @@ def canary_status(settings: Settings, *, systemd: Systemd | None = None, journal
     heartbeat, age, hb_problem = st.read_heartbeat(settings)
     tail = tuple(records[-journal_lines:]) if journal_lines else ()
     canary: dict[str, Any] | None = None
-    phase = state.get("phase") if state else None
+    phase = state.phase if state else None
 
     def result(status: Status, summary: str, fix: str | None) -> StatusResult:
         return StatusResult(
@@ -87,8 +87,9 @@ def canary_status(settings: Settings, *, systemd: Systemd | None = None, journal
             problems=tuple(problems), repair=fix, journal_tail=tail)
 
     if state is not None:
-        canary = {k: state.get(k) for k in ("canary_id", "model", "mode", "share", "env_key", "activated_at",
-                                            "started_at", "step", "stages", "canary_weights", "last_error")}
+        recorded = state.to_dict()
+        canary = {k: recorded.get(k) for k in ("canary_id", "model", "mode", "share", "env_key", "activated_at",
+                                               "started_at", "step", "stages", "canary_weights", "last_error")}
     if state_unreadable and not dropin:
         return result(Status.FAIL, f"CANARY STATE INCONSISTENT: {problems[0]}", repair)
     if state is None:
@@ -106,34 +107,34 @@ def canary_status(settings: Settings, *, systemd: Systemd | None = None, journal
                           "check systemctl and the unit name (qtsafe doctor)")
         return result(Status.PASS, f"NO CANARY: {settings.unit} runs its baseline", None)
     if phase != st.PHASE_ACTIVE:
-        problems.insert(0, f"a canary was interrupted while {phase} (last step {state.get('step')}, "
-                        f"pid {state.get('pid')}, since {state.get('started_at')})"
-                        + (f": {state['last_error']}" if state.get("last_error") else ""))
-        return result(Status.FAIL, f"CANARY INTERRUPTED: {state.get('model')} {phase} at {state.get('step')}", repair)
+        problems.insert(0, f"a canary was interrupted while {phase} (last step {state.step}, "
+                        f"pid {state.pid}, since {state.started_at})"
+                        + (f": {state.last_error}" if state.last_error else ""))
+        return result(Status.FAIL, f"CANARY INTERRUPTED: {state.model} {phase} at {state.step}", repair)
     # Active: it must be consistent with the drop-in, the journal and the live unit.
-    if not any(r.get("canary_id") == state.get("canary_id") and r.get("action") == "canary_activated"
+    if not any(r.get("canary_id") == state.canary_id and r.get("action") == "canary_activated"
                for r in records):
-        problems.append(f"no canary_activated journal record for {state.get('canary_id')}")
-    if state.get("mode") == "dropin":
+        problems.append(f"no canary_activated journal record for {state.canary_id}")
+    if state.mode == "dropin":
         data = _read_bytes(st.dropin_path(settings))
         if data is None:
             problems.append(f"{st.dropin_path(settings)} is missing (removed by hand?)")
-        elif state.get("dropin_sha256") and _sha256_bytes(data) != state.get("dropin_sha256"):
+        elif state.dropin_sha256 and _sha256_bytes(data) != state.dropin_sha256:
             problems.append(f"{st.dropin_path(settings)} differs from what qtsafe wrote (edited by hand?)")
-        if env and env.get(st.MARKER_MODEL) != state.get("model"):
+        if env and env.get(st.MARKER_MODEL) != state.model:
             problems.append(f"the unit's environment has {st.MARKER_MODEL}={env.get(st.MARKER_MODEL)!r}, "
-                            f"expected {state.get('model')!r}")
+                            f"expected {state.model!r}")
     if unit_state is not None and unit_state != "active":
         problems.append(f"{settings.unit} is {unit_state}")
     if problems:
         return result(Status.FAIL, f"CANARY STATE INCONSISTENT: {problems[0]}", repair)
-    last = next((r for r in reversed(records) if r.get("canary_id") in (None, state.get("canary_id"))
+    last = next((r for r in reversed(records) if r.get("canary_id") in (None, state.canary_id)
                  and r.get("action", "").startswith("monitoring_")), None)
-    what = f"{state.get('model')} at {float(state.get('share') or 0):.0%}" if state.get("mode") == "dropin" \
-        else f"{state.get('env_key')} for {state.get('model')}"
+    what = f"{state.model} at {float(state.share or 0):.0%}" if state.mode == "dropin" \
+        else f"{state.env_key} for {state.model}"
     if last is not None and last.get("action") == "monitoring_completed" and \
             _monitor_cleared(records, state, settings.monitor.duration) is None:
-        return result(Status.WAIT, f"CANARY ACTIVE: {what} since {state.get('activated_at')}; monitoring completed "
+        return result(Status.WAIT, f"CANARY ACTIVE: {what} since {state.activated_at}; monitoring completed "
                       "with no violation, awaiting promote or rollback",
                       "promote with 'qtsafe canary promote --to <stage> --reason ...' or roll back")
     hb_model = (heartbeat or {}).get("canary_model")
@@ -144,14 +145,14 @@ def canary_status(settings: Settings, *, systemd: Systemd | None = None, journal
         problems.append(hb_problem or "monitor heartbeat has no readable age")
     elif age > max_age:
         problems.append(f"monitor heartbeat is stale: {age:.0f}s old (limit {max_age:g}s)")
-    elif hb_model not in (None, state.get("model")):
-        problems.append(f"monitor heartbeat is for {hb_model!r}, not {state.get('model')!r}")
-    elif _predates(str((heartbeat or {}).get("timestamp")), state.get("activated_at")):
+    elif hb_model not in (None, state.model):
+        problems.append(f"monitor heartbeat is for {hb_model!r}, not {state.model!r}")
+    elif _predates(str((heartbeat or {}).get("timestamp")), state.activated_at):
         problems.append("monitor heartbeat predates this canary")
     if problems:
-        return result(Status.WAIT, f"CANARY UNMONITORED: {what} since {state.get('activated_at')}; {problems[0]}",
+        return result(Status.WAIT, f"CANARY UNMONITORED: {what} since {state.activated_at}; {problems[0]}",
                       "start the monitor ('qtsafe monitor') or roll back")
-    return result(Status.PASS, f"CANARY MONITORED: {what} since {state.get('activated_at')}, heartbeat "
+    return result(Status.PASS, f"CANARY MONITORED: {what} since {state.activated_at}, heartbeat "
                   f"{age:.0f}s ago", None)
 
 

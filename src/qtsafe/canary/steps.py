@@ -160,9 +160,15 @@ def _expect_weights(settings: Settings, weights: Mapping[str, float], model: str
     return check
 
 
-def _try_journal(settings: Settings, action: str, notes: list[str], **fields: Any) -> dict[str, Any] | None:
-    """Journal on a failure path: a journal problem must not hide the failure being reported."""
+def _try_journal(settings: Settings, action: str, notes: list[str], *,
+                 append: Callable[..., dict[str, Any]] | None = None, **fields: Any) -> dict[str, Any] | None:
+    """Journal on a failure path: a journal problem must not hide the failure being reported.
+
+    ``append`` (a sink's ``journal``) replaces the direct append, so a dry run journals nothing.
+    """
     try:
+        if append is not None:
+            return append(action, **fields)
         return journal.append_record(settings, action, **fields)
     except QtsafeError as exc:
         notes.append(f"could not journal {action}: {exc}")

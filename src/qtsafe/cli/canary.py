@@ -56,16 +56,19 @@ def _render_activation(result: ActivationResult) -> str:
         lines.append(f"Quality gate: {result.gate_summary}")
     lines += _weights_table(result.baseline_weights, result.canary_weights, result.model)
     if result.dry_run and result.plan:
+        # The steps in the order a real run takes them (the plan is the dry run's own log of that run).
         lines.append("Plan (nothing has been changed):")
-        for item in result.plan.get("files", []):
-            lines.append(f"  write {item['path']}  ({item['purpose']})")
+        for item in result.plan.get("steps", []):
+            if "run" in item:
+                lines.append(f"  run   {shlex.join(str(arg) for arg in item['run'])}")
+                continue
+            verb = "write" if "write" in item else "remove"
+            lines.append(f"  {verb:<5} {item['path']}  ({item['purpose']})")
             if item.get("content"):
                 lines += [f"    | {line}" for line in str(item["content"]).splitlines()]
             if item.get("old_line") is not None:
                 lines.append(f"    - {item['old_line']}")
                 lines.append(f"    + {item['new_line']}")
-        for argv in result.plan.get("commands", []):
-            lines.append(f"  run   {shlex.join(str(arg) for arg in argv)}")
         lines.append(f"  on failure: {result.plan.get('on_failure')}")
     if result.verification.get("git_hash"):
         lines.append(f"Engine git hash: {result.verification['git_hash']}")
