@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from qtsafe.cli.options import base_dir_option, finish, json_option, load, redis_options
+from qtsafe.cli.options import UtcTimestamp, base_dir_option, finish, json_option, load, redis_options
 
 if TYPE_CHECKING:  # the library loads when a subcommand runs, so `qtsafe canary --help` stays fast
     from qtsafe.canary.activate import ActivationResult
@@ -101,7 +101,8 @@ def canary() -> None:
 @click.option("--share", type=float, default=None, help="Canary share in (0, 0.5] (default 0.10).")
 @click.option("--env-key", default=None, help="Older mode: edit this one KEY= line of the env file instead.")
 @click.option("--value", "env_value", default=None, help="Value for --env-key.")
-@click.option("--after", "--cutover", "after", metavar="ISO|auto", default="auto", show_default=True,
+@click.option("--after", "--cutover", "after", type=UtcTimestamp(allow_auto=True), metavar="ISO|auto",
+              default="auto", show_default=True,
               help="Cutover for the quality gate: ISO 8601 UTC, or 'auto' for the unit's last start.")
 @click.option("--events", "events_file", type=click.Path(dir_okay=False),
               help="Read telemetry from a JSONL export instead of Redis (its newest entry must be fresh).")

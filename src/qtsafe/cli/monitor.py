@@ -8,7 +8,16 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from qtsafe.cli.options import base_dir_option, charts_option, finish, json_option, load, read_overrides, redis_options
+from qtsafe.cli.options import (
+    base_dir_option,
+    charts_option,
+    finish,
+    json_option,
+    load,
+    quiet_option,
+    read_overrides,
+    redis_options,
+)
 
 if TYPE_CHECKING:
     from qtsafe.config import Settings
@@ -35,10 +44,11 @@ def shared_options(func: F) -> F:
               help="With the old --replay: read a JSONL export instead of Redis.")
 @shared_options
 @charts_option
+@quiet_option
 @click.pass_context
 def monitor(ctx: click.Context, duration: str | None, interval: str | None, watchdog: bool,
             replay: tuple[str, str] | None, model: str | None, events_file: str | None, redis_url: str | None,
-            stream: str | None, base_dir: str | None, as_json: bool, charts: bool | None) -> int | None:
+            stream: str | None, base_dir: str | None, as_json: bool, charts: bool | None, quiet: bool) -> int | None:
     """Watch the active canary; any violation rolls it back (verified) and exits 2.
 
     \b
@@ -84,7 +94,8 @@ def monitor(ctx: click.Context, duration: str | None, interval: str | None, watc
         result = mon.run_monitor(
             settings, open_source(settings), clock=clock,
             stop_requested=lambda: stop.get("reason"),
-            emit=(lambda line: None) if as_json else (lambda line: click.echo(line)),
+            # --quiet: no line per check (a service's journal keeps only the start and the outcome).
+            emit=(lambda line: None) if as_json or quiet else (lambda line: click.echo(line)),
         )
     finally:
         for sig, handler in previous.items():
