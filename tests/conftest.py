@@ -61,6 +61,13 @@ def load_samples() -> list[dict[str, Any]]:
     return [json.loads(line) for line in SAMPLES.read_text().splitlines() if line.strip()]
 
 
+def healthy_events_file(tmp_path_factory: pytest.TempPathFactory, count: int = 600) -> Path:
+    """A JSONL export of ``count`` simulated healthy entries, for module fixtures that replay one through the CLI."""
+    path = tmp_path_factory.mktemp("events") / "healthy.jsonl"
+    path.write_text("".join(e.to_json() + "\n" for e in generate("healthy", count)))
+    return path
+
+
 def xadd_entries(client: redis.Redis, entries: list[dict[str, Any]], key: str = STREAM) -> None:
     pipe = client.pipeline(transaction=False)
     for entry in entries:

@@ -24,20 +24,17 @@ import pytest
 
 from qtsafe.canary import journal, lifecycle
 from qtsafe.canary import state as st
-from qtsafe.simulate import generate
 from qtsafe.status import Status
 from tests.canary.conftest import REPO_SRC, FakeGate, Root, run_qtsafe
 from tests.chaos.conftest import Faults
-from tests.conftest import STREAM
+from tests.conftest import STREAM, healthy_events_file
 
 ENV_KEY = "PATCHTST_SHADOW_ONLY"
 
 
 @pytest.fixture(scope="module")
 def events(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("events") / "healthy.jsonl"
-    path.write_text("".join(e.to_json() + "\n" for e in generate("healthy", 400)))
-    return path
+    return healthy_events_file(tmp_path_factory, 400)
 
 
 def _sha(data: bytes) -> str:

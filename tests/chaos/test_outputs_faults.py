@@ -12,18 +12,16 @@ from pathlib import Path
 
 import pytest
 
-from qtsafe.simulate import generate
 from tests.chaos.conftest import no_traceback, qtsafe, qtsafe_env, tree
 from tests.chaos.test_disk_faults import injecting
+from tests.conftest import healthy_events_file
 
 AFTER = "2000-01-01T00:00:00Z"
 
 
 @pytest.fixture(scope="module")
 def events(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("events") / "healthy.jsonl"
-    path.write_text("".join(e.to_json() + "\n" for e in generate("healthy", 600)))
-    return path
+    return healthy_events_file(tmp_path_factory, 600)
 
 
 def _read_only_mount_works(probe: Path) -> bool:

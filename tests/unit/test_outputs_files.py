@@ -21,9 +21,9 @@ from qtsafe.errors import WriteError
 from qtsafe.fsio import atomic_write_pair
 from qtsafe.gate import run_quality_gate
 from qtsafe.sanity import run_feature_sanity
-from qtsafe.simulate import generate
 from qtsafe.telemetry import JsonlSource
 from qtsafe.telemetry.window import window_between
+from tests.conftest import healthy_events_file
 
 NOW = dt.datetime(2026, 1, 10, 6, 0, 0, tzinfo=dt.UTC)
 AFTER = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
@@ -31,9 +31,7 @@ AFTER = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
 
 @pytest.fixture(scope="module")
 def events(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("events") / "healthy.jsonl"
-    path.write_text("".join(e.to_json() + "\n" for e in generate("healthy", 600)))
-    return path
+    return healthy_events_file(tmp_path_factory, 600)
 
 
 def _settings(base: Path) -> Settings:
