@@ -27,13 +27,19 @@ STREAM = "quantum:stream:trade.intent"
 
 
 @pytest.fixture(autouse=True)
-def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory,
+                  request: pytest.FixtureRequest) -> None:
     """No QTSAFE_* from the developer's shell, HOME in a temp dir, and a cwd with no config file."""
     for key in list(os.environ):
         if key.startswith("QTSAFE_"):
             monkeypatch.delenv(key)
-    # A chart costs about a second a report (matplotlib): off for the suite, on in the chart tests that ask.
+    # A chart costs about a second a report (matplotlib): off for the suite (subprocesses by the setting, the
+    # library by a stand-in drawer, since tests build settings with env={}), on in tests/*/test_chart*.py.
     monkeypatch.setenv("QTSAFE_CHARTS", "false")
+    if "test_chart" not in request.node.nodeid:
+        from qtsafe.reports import charts
+
+        monkeypatch.setattr(charts, "draw", lambda kind, data: charts.Chart(None, 0, 0, "charts: off in tests"))
     home = tmp_path_factory.mktemp("home")
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.chdir(home)

@@ -193,6 +193,7 @@ def qtsafe_env(base: Path | None = None, **extra: str) -> dict[str, str]:
     """The environment of a ``python -m qtsafe`` subprocess: no QTSAFE_* from the test process."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("QTSAFE_")}
     env["PYTHONPATH"] = str(REPO_SRC)
+    env["QTSAFE_CHARTS"] = "false"  # a chart costs ~1 s a report; test_chart_faults.py turns them on
     if base is not None:
         env["QTSAFE_BASE_DIR"] = str(base)
     env.update(extra)

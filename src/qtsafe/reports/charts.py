@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import logging
 import math
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -43,6 +45,20 @@ def draw(kind: str, data: Mapping[str, Any]) -> Chart:
     drawer = _DRAWERS.get(kind)
     if drawer is None:
         return Chart(None, 0, 0, f"charts: no chart for {kind!r}")
+    # matplotlib logs (a font cache it cannot save on a full disk, a config dir it cannot create) and warns on
+    # stderr: the operator's stderr stays qtsafe's one line, so its logger is quiet while a chart is drawn.
+    logger = logging.getLogger("matplotlib")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return _draw(drawer, kind, data)
+    finally:
+        logger.setLevel(level)
+
+
+def _draw(drawer: Callable[[Any, Mapping[str, Any]], tuple[Any, int]], kind: str, data: Mapping[str, Any]) -> Chart:
     try:
         import matplotlib
 
@@ -50,8 +66,10 @@ def draw(kind: str, data: Mapping[str, Any]) -> Chart:
         import matplotlib.pyplot as plt
     except ImportError:
         return Chart(None, 0, 0, "charts: not drawn: matplotlib is not installed (pip install 'qtsafe[charts]')")
+    except Exception as exc:  # noqa: BLE001 - e.g. an unusable config or cache directory: a note, not an error
+        return Chart(None, 0, 0, f"charts: not drawn: {type(exc).__name__}: {' '.join(str(exc).split())[:200]}")
     try:
-        figure, height = figure_for(kind, data, plt)
+        figure, height = drawer(plt, data)
         buffer = io.BytesIO()
         figure.savefig(buffer, format="png", dpi=DPI)
         plt.close(figure)
