@@ -9,7 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from qtsafe import __version__
+from qtsafe.checks.consensus import judge_relative
 from qtsafe.checks.quality import ModelStats, judge_defects, judge_stats, model_stats
+from qtsafe.checks.relative import RelativeWindow, judge_window
 from qtsafe.config import Thresholds
 from qtsafe.findings import FAIL, Finding
 from qtsafe.status import Status
@@ -31,6 +33,7 @@ class ModelVerdict:
     findings: tuple[Finding, ...]
     examples: dict[str, str]
     baseline: ModelStats | None = None
+    relative: dict[str, Any] | None = None  # leave-one-out figures and verdicts (RelativeWindow.to_dict)
 
     @property
     def passed(self) -> bool:
@@ -44,6 +47,7 @@ class ModelVerdict:
             "whole": self.whole.to_dict(),
             "recent": self.recent.to_dict(),
             "baseline": self.baseline.to_dict() if self.baseline is not None else None,
+            "relative": self.relative,
             "defects": self.defects.to_dict(),
             "defect_examples": dict(self.examples),
             "findings": [f.to_dict() for f in self.findings],
@@ -146,4 +150,20 @@ def judge_models(
             before = baseline.models[name]
             verdict = dataclasses.replace(verdict, baseline=model_stats(before.action, before.conf, thresholds))
         verdicts.append(verdict)
+    if verdicts:
+        relative = judge_window(telemetry, thresholds, baseline=baseline, judged=[v.name for v in verdicts])
+        verdicts = [with_relative(v, relative) for v in verdicts]
     return verdicts, window_findings
+
+
+def with_relative(verdict: ModelVerdict, relative: RelativeWindow) -> ModelVerdict:
+    """Add the relative rule's findings (whole window and the model's recent votes) and figures to a verdict."""
+    found: list[Finding] = []
+    whole = relative.whole.get(verdict.name)
+    if whole is not None:
+        found += judge_relative([whole], scope="whole window")
+    recent = relative.recent.get(verdict.name)
+    if recent is not None:
+        found += judge_relative([recent[1]], scope=f"most recent {verdict.recent.n} events")
+    return dataclasses.replace(verdict, findings=verdict.findings + tuple(found),
+                               relative=relative.to_dict(verdict.name))
