@@ -10,7 +10,7 @@ from typing import Any
 
 from qtsafe import __version__
 from qtsafe.checks.consensus import judge_relative
-from qtsafe.checks.quality import ModelStats, judge_defects, judge_stats, model_stats
+from qtsafe.checks.quality import ModelStats, judge_defects, judge_presence, judge_stats, model_stats
 from qtsafe.checks.relative import RelativeWindow, judge_window
 from qtsafe.config import Thresholds
 from qtsafe.findings import FAIL, Finding
@@ -34,6 +34,7 @@ class ModelVerdict:
     examples: dict[str, str]
     baseline: ModelStats | None = None
     relative: dict[str, Any] | None = None  # leave-one-out figures and verdicts (RelativeWindow.to_dict)
+    events: int = 0  # the window's evaluated events: presence is defects.present of these
 
     @property
     def passed(self) -> bool:
@@ -49,6 +50,8 @@ class ModelVerdict:
             "baseline": self.baseline.to_dict() if self.baseline is not None else None,
             "relative": self.relative,
             "defects": self.defects.to_dict(),
+            "presence": {"present": self.defects.present, "events": self.events,
+                         "share": self.defects.present / self.events if self.events else None},
             "defect_examples": dict(self.examples),
             "findings": [f.to_dict() for f in self.findings],
         }
@@ -98,13 +101,17 @@ class WindowJudgement:
         }
 
 
-def judge_model(columns: ModelColumns, thresholds: Thresholds, *, min_events: int) -> ModelVerdict:
-    """Whole window and the last ``recent_window`` valid votes; either failing fails the model."""
+def judge_model(columns: ModelColumns, thresholds: Thresholds, *, min_events: int, events: int = 0) -> ModelVerdict:
+    """Whole window and the last ``recent_window`` valid votes; either failing fails the model.
+
+    ``events`` is the window's evaluated events, for the presence rule (0: not judged).
+    """
     t = thresholds
     whole = model_stats(columns.action, columns.conf, t)
     tail = t.recent_window
     recent = model_stats(columns.action[-tail:], columns.conf[-tail:], t)
     findings = list(judge_defects(columns.defects, t, subject=columns.name))
+    findings += judge_presence(columns.defects.present, events, t, subject=columns.name)
     findings += judge_stats(whole, t, subject=columns.name, scope="whole window", min_events=min_events)
     if whole.n > tail:
         # Only when the recent window is a real sub-window; otherwise it repeats the whole window.
@@ -118,6 +125,7 @@ def judge_model(columns: ModelColumns, thresholds: Thresholds, *, min_events: in
         defects=columns.defects,
         findings=tuple(findings),
         examples=dict(columns.examples),
+        events=events,
     )
 
 
@@ -145,7 +153,7 @@ def judge_models(
                                            f"{name}: no entries for this model in the window (models seen: {seen})",
                                            name, "whole window"))
             continue
-        verdict = judge_model(columns, thresholds, min_events=min_events)
+        verdict = judge_model(columns, thresholds, min_events=min_events, events=telemetry.evaluated)
         if baseline is not None and name in baseline.models:
             before = baseline.models[name]
             verdict = dataclasses.replace(verdict, baseline=model_stats(before.action, before.conf, thresholds))

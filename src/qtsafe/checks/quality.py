@@ -150,6 +150,24 @@ def judge_stats(
     return out
 
 
+def judge_presence(present: int, events: int, thresholds: Thresholds, *, subject: str) -> list[Finding]:
+    """A model absent from the breakdown (not merely inactive) in too many of the window's events fails.
+
+    ``present`` counts events whose breakdown has the model, active or not; ``events`` the window's
+    evaluated events. A model that votes in a minority of events is not what the ensemble was weighted for,
+    however many votes it has (issue 12 §5); like the inactive rule, it is hard evidence: a count, no estimate.
+    """
+    if events <= 0:
+        return []
+    share = present / events
+    if share >= thresholds.presence_min:
+        return []
+    return [Finding("low_presence", FAIL,
+                    f"{subject}: present in {present} of {events} events ({_pct(share)}, limit "
+                    f"{_pct(thresholds.presence_min)}); absent from the model breakdown in the rest",
+                    subject, "whole window")]
+
+
 def judge_defects(defects: VoteDefects, thresholds: Thresholds, *, subject: str) -> list[Finding]:
     """Invalid confidences, confidences above 1, malformed votes and mostly-inactive models."""
     t = thresholds
