@@ -12,6 +12,7 @@ from qtsafe import __version__
 from qtsafe.checks.consensus import judge_relative
 from qtsafe.checks.quality import ModelStats, judge_defects, judge_presence, judge_stats, model_stats
 from qtsafe.checks.relative import RelativeWindow, judge_window
+from qtsafe.checks.rule_evidence import RuleEvidence, model_evidence
 from qtsafe.config import Thresholds
 from qtsafe.findings import FAIL, Finding
 from qtsafe.status import Status
@@ -35,6 +36,7 @@ class ModelVerdict:
     baseline: ModelStats | None = None
     relative: dict[str, Any] | None = None  # leave-one-out figures and verdicts (RelativeWindow.to_dict)
     events: int = 0  # the window's evaluated events: presence is defects.present of these
+    evidence: tuple[RuleEvidence, ...] = ()  # each rule's estimate, bounds and limit, whole window then recent
 
     @property
     def passed(self) -> bool:
@@ -53,6 +55,7 @@ class ModelVerdict:
             "presence": {"present": self.defects.present, "events": self.events,
                          "share": self.defects.present / self.events if self.events else None},
             "defect_examples": dict(self.examples),
+            "evidence": [ev.to_dict() for ev in self.evidence],
             "findings": [f.to_dict() for f in self.findings],
         }
 
@@ -112,11 +115,20 @@ def judge_model(columns: ModelColumns, thresholds: Thresholds, *, min_events: in
     recent = model_stats(columns.action[-tail:], columns.conf[-tail:], t)
     findings = list(judge_defects(columns.defects, t, subject=columns.name))
     findings += judge_presence(columns.defects.present, events, t, subject=columns.name)
-    findings += judge_stats(whole, t, subject=columns.name, scope="whole window", min_events=min_events)
+    whole_ev = model_evidence(columns.action, columns.conf, t, scope="whole window", alpha=t.evidence_alpha)
+    evidence = list(whole_ev.values())
+    # One look over the whole window: the estimate still fails (fail-closed before activation), the bound is shown.
+    findings += judge_stats(whole, t, subject=columns.name, scope="whole window", min_events=min_events,
+                            evidence=whole_ev)
     if whole.n > tail:
-        # Only when the recent window is a real sub-window; otherwise it repeats the whole window.
-        findings += judge_stats(recent, t, subject=columns.name, scope=f"most recent {recent.n} events",
-                                min_events=None)
+        # Only when the recent window is a real sub-window; otherwise it repeats the whole window. Its few,
+        # correlated events fail a proportion rule only when a bound establishes the breach (docs/verdicts.md).
+        scope = f"most recent {recent.n} events"
+        recent_ev = model_evidence(columns.action[-tail:], columns.conf[-tail:], t, scope=scope,
+                                   alpha=t.evidence_alpha)
+        evidence += recent_ev.values()
+        findings += judge_stats(recent, t, subject=columns.name, scope=scope, min_events=None, evidence=recent_ev,
+                                established_only=True)
     return ModelVerdict(
         name=columns.name,
         shadow=columns.shadow > 0 and columns.shadow * 2 >= max(columns.n_valid, 1),
@@ -126,6 +138,7 @@ def judge_model(columns: ModelColumns, thresholds: Thresholds, *, min_events: in
         findings=tuple(findings),
         examples=dict(columns.examples),
         events=events,
+        evidence=tuple(evidence),
     )
 
 
@@ -136,8 +149,12 @@ def judge_models(
     min_events: int,
     only: Sequence[str] | None = None,
     baseline: Telemetry | None = None,
+    relative: RelativeWindow | None = None,
 ) -> tuple[list[ModelVerdict], list[Finding]]:
-    """Verdicts for the models seen (or those asked for) and window-level findings."""
+    """Verdicts for the models seen (or those asked for) and window-level findings.
+
+    ``relative`` is the window's leave-one-out judgement if the caller already has it (the scoreboard).
+    """
     window_findings: list[Finding] = []
     names = list(only) if only else sorted(telemetry.models)
     if not names:
@@ -159,7 +176,8 @@ def judge_models(
             verdict = dataclasses.replace(verdict, baseline=model_stats(before.action, before.conf, thresholds))
         verdicts.append(verdict)
     if verdicts:
-        relative = judge_window(telemetry, thresholds, baseline=baseline, judged=[v.name for v in verdicts])
+        if relative is None:
+            relative = judge_window(telemetry, thresholds, baseline=baseline, judged=[v.name for v in verdicts])
         verdicts = [with_relative(v, relative) for v in verdicts]
     return verdicts, window_findings
 

@@ -46,6 +46,7 @@ class RelativeWindow:
     baseline: dict[str, ConsensusFigures]
     kappa: Kappa
     voting: frozenset[str]
+    alpha: float = 0.01
 
     def to_dict(self, name: str) -> dict[str, Any]:
         """One model's relative figures for the JSON report."""
@@ -55,6 +56,7 @@ class RelativeWindow:
             "recent": _evidence_dict(recent[1]) if recent is not None else None,
             "figures": self.figures[name].to_dict() if name in self.figures else None,
             "baseline": self.baseline[name].to_dict() if name in self.baseline else None,
+            "alpha": self.alpha,
         }
 
 
@@ -82,7 +84,7 @@ def judge_window(telemetry: Telemetry, thresholds: Thresholds, *, baseline: Tele
     kappa = fleiss_kappa(telemetry.votes)
     series = _series(telemetry)
     if series is None:
-        return RelativeWindow({}, {}, {}, {}, kappa, frozenset())
+        return RelativeWindow({}, {}, {}, {}, kappa, frozenset(), rule.alpha)
     voting = frozenset(telemetry.models) - {n for n, c in telemetry.models.items()
                                             if c.shadow > 0 and c.shadow * 2 >= max(c.n_valid, 1)}
     figures = {name: series.figures(name) for name in series.names}
@@ -100,7 +102,7 @@ def judge_window(telemetry: Telemetry, thresholds: Thresholds, *, baseline: Tele
         window = {other: series.figures(other, start) for other in series.names}
         found = relative_evidence(window, before if baseline is not None else None, rule)
         recent[name] = (start, next(ev for ev in found if ev.name == name))
-    return RelativeWindow(figures, whole, recent, before, kappa, voting)
+    return RelativeWindow(figures, whole, recent, before, kappa, voting, rule.alpha)
 
 
 def standout(figures: Mapping[str, ConsensusFigures], among: frozenset[str], *, margin: float,
