@@ -56,6 +56,20 @@ class Thresholds:
     agreement_min: float = _rule(0.55, "min", "lowest healthy ensemble agreement")
     agreement_max: float = _rule(0.80, "max", "highest healthy ensemble agreement")
     hard_disagree_max: float = _rule(0.20, "max", "largest share of events with a BUY and a SELL among voters")
+    presence_min: float = _rule(0.5, "min", "smallest share of the window's events a judged model must appear in "
+                                "(active or not)")
+    evidence_alpha: float = _rule(0.05, "min", "one-sided alpha of the bounds on the gate's and scoreboard's "
+                                  "proportion rules (one look)")
+    relative_alpha: float = _rule(0.01, "min", "one-sided alpha of the relative rule (hard disagreement with the "
+                                  "others' consensus)")
+    relative_margin_others: float = _rule(0.10, "max", "relative rule: points above the majority of the other "
+                                          "models' upper bound")
+    relative_margin_baseline: float = _rule(0.10, "max", "relative rule: points above the model's own upper bound "
+                                            "before the cutover")
+    relative_margin_no_baseline: float = _rule(0.20, "max", "relative rule without a usable baseline: points above "
+                                               "the others")
+    relative_min_sided: int = _rule(30, "max", "relative rule: fewest events where both the model and the others "
+                                    "took a side before it is judged")
 
 
 DEFAULT_NUMERIC_FIELDS = (
@@ -465,15 +479,19 @@ def _validate(settings: Settings) -> None:
     t = settings.thresholds
     for name in ("majority_max", "hold_dead_zone_max", "dead_zone_fraction", "invalid_max_fraction",
                  "above_one_max_fraction", "bad_vote_max_fraction", "degenerate_action_max",
-                 "inactive_max_fraction", "agreement_min", "agreement_max", "hard_disagree_max"):
+                 "inactive_max_fraction", "agreement_min", "agreement_max", "hard_disagree_max", "presence_min",
+                 "relative_margin_others", "relative_margin_baseline", "relative_margin_no_baseline"):
         value = getattr(t, name)
         if not 0.0 <= value <= 1.0:
             raise ConfigError(f"thresholds.{name} must be within [0, 1], got {value}")
+    for name in ("evidence_alpha", "relative_alpha"):
+        if not 0.0 < getattr(t, name) < 0.5:
+            raise ConfigError(f"thresholds.{name} must be within (0, 0.5), got {getattr(t, name)}")
     if t.agreement_min > t.agreement_max:
         raise ConfigError("thresholds.agreement_min must not exceed thresholds.agreement_max")
     if t.dead_zone_low > t.dead_zone_high:
         raise ConfigError("thresholds.dead_zone_low must not exceed thresholds.dead_zone_high")
-    for name in ("min_events_collection", "min_events_canary", "recent_window"):
+    for name in ("min_events_collection", "min_events_canary", "recent_window", "relative_min_sided"):
         if getattr(t, name) < 1:
             raise ConfigError(f"thresholds.{name} must be at least 1")
     if settings.page_size < 1 or settings.page_size > 100_000:

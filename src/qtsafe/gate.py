@@ -77,7 +77,9 @@ def _summary(status: Status, mode: str, verdicts: Sequence[ModelVerdict], findin
         first = failing[0].message if failing else "blocked"
         more = f" (+{len(failing) - 1} more)" if len(failing) > 1 else ""
         return f"FAIL: quality gate ({mode}) - {first}{more}"
-    warnings = [f for f in findings if f.severity == WARN]
+    # A model's WARN (a breach by estimate that no bound establishes) is named here too: never silently green.
+    warnings = [f for f in findings if f.severity == WARN] + [
+        f for m in verdicts for f in m.findings if f.severity == WARN]
     warned = f" ({len(warnings)} warning{'s' if len(warnings) > 1 else ''}: {warnings[0].check})" if warnings else ""
     if status is Status.COLLECTED:
         return (f"COLLECTED: quality gate (collection) - {evaluated:,} events, models {names}: all checks green"

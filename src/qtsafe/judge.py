@@ -9,7 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from qtsafe import __version__
-from qtsafe.checks.quality import ModelStats, judge_defects, judge_stats, model_stats
+from qtsafe.checks.consensus import judge_relative
+from qtsafe.checks.quality import ModelStats, judge_defects, judge_presence, judge_stats, model_stats
+from qtsafe.checks.relative import RelativeWindow, judge_window
+from qtsafe.checks.rule_evidence import RuleEvidence, model_evidence
 from qtsafe.config import Thresholds
 from qtsafe.findings import FAIL, Finding
 from qtsafe.status import Status
@@ -31,6 +34,9 @@ class ModelVerdict:
     findings: tuple[Finding, ...]
     examples: dict[str, str]
     baseline: ModelStats | None = None
+    relative: dict[str, Any] | None = None  # leave-one-out figures and verdicts (RelativeWindow.to_dict)
+    events: int = 0  # the window's evaluated events: presence is defects.present of these
+    evidence: tuple[RuleEvidence, ...] = ()  # each rule's estimate, bounds and limit, whole window then recent
 
     @property
     def passed(self) -> bool:
@@ -44,8 +50,12 @@ class ModelVerdict:
             "whole": self.whole.to_dict(),
             "recent": self.recent.to_dict(),
             "baseline": self.baseline.to_dict() if self.baseline is not None else None,
+            "relative": self.relative,
             "defects": self.defects.to_dict(),
+            "presence": {"present": self.defects.present, "events": self.events,
+                         "share": self.defects.present / self.events if self.events else None},
             "defect_examples": dict(self.examples),
+            "evidence": [ev.to_dict() for ev in self.evidence],
             "findings": [f.to_dict() for f in self.findings],
         }
 
@@ -94,18 +104,31 @@ class WindowJudgement:
         }
 
 
-def judge_model(columns: ModelColumns, thresholds: Thresholds, *, min_events: int) -> ModelVerdict:
-    """Whole window and the last ``recent_window`` valid votes; either failing fails the model."""
+def judge_model(columns: ModelColumns, thresholds: Thresholds, *, min_events: int, events: int = 0) -> ModelVerdict:
+    """Whole window and the last ``recent_window`` valid votes; either failing fails the model.
+
+    ``events`` is the window's evaluated events, for the presence rule (0: not judged).
+    """
     t = thresholds
     whole = model_stats(columns.action, columns.conf, t)
     tail = t.recent_window
     recent = model_stats(columns.action[-tail:], columns.conf[-tail:], t)
     findings = list(judge_defects(columns.defects, t, subject=columns.name))
-    findings += judge_stats(whole, t, subject=columns.name, scope="whole window", min_events=min_events)
+    findings += judge_presence(columns.defects.present, events, t, subject=columns.name)
+    whole_ev = model_evidence(columns.action, columns.conf, t, scope="whole window", alpha=t.evidence_alpha)
+    evidence = list(whole_ev.values())
+    # One look over the whole window: the estimate still fails (fail-closed before activation), the bound is shown.
+    findings += judge_stats(whole, t, subject=columns.name, scope="whole window", min_events=min_events,
+                            evidence=whole_ev)
     if whole.n > tail:
-        # Only when the recent window is a real sub-window; otherwise it repeats the whole window.
-        findings += judge_stats(recent, t, subject=columns.name, scope=f"most recent {recent.n} events",
-                                min_events=None)
+        # Only when the recent window is a real sub-window; otherwise it repeats the whole window. Its few,
+        # correlated events fail a proportion rule only when a bound establishes the breach (docs/verdicts.md).
+        scope = f"most recent {recent.n} events"
+        recent_ev = model_evidence(columns.action[-tail:], columns.conf[-tail:], t, scope=scope,
+                                   alpha=t.evidence_alpha)
+        evidence += recent_ev.values()
+        findings += judge_stats(recent, t, subject=columns.name, scope=scope, min_events=None, evidence=recent_ev,
+                                established_only=True)
     return ModelVerdict(
         name=columns.name,
         shadow=columns.shadow > 0 and columns.shadow * 2 >= max(columns.n_valid, 1),
@@ -114,6 +137,8 @@ def judge_model(columns: ModelColumns, thresholds: Thresholds, *, min_events: in
         defects=columns.defects,
         findings=tuple(findings),
         examples=dict(columns.examples),
+        events=events,
+        evidence=tuple(evidence),
     )
 
 
@@ -124,8 +149,12 @@ def judge_models(
     min_events: int,
     only: Sequence[str] | None = None,
     baseline: Telemetry | None = None,
+    relative: RelativeWindow | None = None,
 ) -> tuple[list[ModelVerdict], list[Finding]]:
-    """Verdicts for the models seen (or those asked for) and window-level findings."""
+    """Verdicts for the models seen (or those asked for) and window-level findings.
+
+    ``relative`` is the window's leave-one-out judgement if the caller already has it (the scoreboard).
+    """
     window_findings: list[Finding] = []
     names = list(only) if only else sorted(telemetry.models)
     if not names:
@@ -141,9 +170,26 @@ def judge_models(
                                            f"{name}: no entries for this model in the window (models seen: {seen})",
                                            name, "whole window"))
             continue
-        verdict = judge_model(columns, thresholds, min_events=min_events)
+        verdict = judge_model(columns, thresholds, min_events=min_events, events=telemetry.evaluated)
         if baseline is not None and name in baseline.models:
             before = baseline.models[name]
             verdict = dataclasses.replace(verdict, baseline=model_stats(before.action, before.conf, thresholds))
         verdicts.append(verdict)
+    if verdicts:
+        if relative is None:
+            relative = judge_window(telemetry, thresholds, baseline=baseline, judged=[v.name for v in verdicts])
+        verdicts = [with_relative(v, relative) for v in verdicts]
     return verdicts, window_findings
+
+
+def with_relative(verdict: ModelVerdict, relative: RelativeWindow) -> ModelVerdict:
+    """Add the relative rule's findings (whole window and the model's recent votes) and figures to a verdict."""
+    found: list[Finding] = []
+    whole = relative.whole.get(verdict.name)
+    if whole is not None:
+        found += judge_relative([whole], scope="whole window")
+    recent = relative.recent.get(verdict.name)
+    if recent is not None:
+        found += judge_relative([recent[1]], scope=f"most recent {verdict.recent.n} events")
+    return dataclasses.replace(verdict, findings=verdict.findings + tuple(found),
+                               relative=relative.to_dict(verdict.name))

@@ -12,8 +12,11 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
-from qtsafe.checks.ensemble import EnsembleFigures, ensemble_figures, judge_ensemble
-from qtsafe.config import Settings
+from qtsafe.checks.consensus import Kappa
+from qtsafe.checks.ensemble import EnsembleFigures, ensemble_evidence, ensemble_figures, judge_ensemble_evidence
+from qtsafe.checks.relative import RelativeWindow, judge_window, standout
+from qtsafe.checks.rule_evidence import RuleEvidence
+from qtsafe.config import Settings, Thresholds
 from qtsafe.evidence import gather
 from qtsafe.findings import FAIL, WARN, Finding
 from qtsafe.gate import stall_finding
@@ -31,9 +34,36 @@ class ScoreboardResult(WindowJudgement):
     """GO / WAIT / NO-GO with every model's verdict and the ensemble's figures."""
 
     ensemble: EnsembleFigures
+    kappa: Kappa | None = None
+    ensemble_evidence: tuple[RuleEvidence, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        return {**self.common_dict("scoreboard"), "ensemble": self.ensemble.to_dict()}
+        ensemble = self.ensemble.to_dict()
+        ensemble["kappa"] = self.kappa.to_dict()["kappa"] if self.kappa is not None else None
+        ensemble["kappa_detail"] = self.kappa.to_dict() if self.kappa is not None else None
+        ensemble["evidence"] = [ev.to_dict() for ev in self.ensemble_evidence]
+        return {**self.common_dict("scoreboard"), "ensemble": ensemble}
+
+
+def _drivers(relative: RelativeWindow, t: Thresholds) -> dict[str, str]:
+    """Which voting model drives each ensemble rule: the one whose leave-one-out figure stands out."""
+    out: dict[str, str] = {}
+    margin = t.relative_margin_others
+    hard = standout(relative.figures, relative.voting, margin=margin, key="hard_rate", highest=True)
+    rates = sorted(relative.figures[n].hard_rate for n in relative.voting if relative.figures[n].sided)
+    if hard is not None:
+        name, value, second = hard
+        out["hard_disagree"] = (f"; driven by {name}: BUY/SELL against the others' consensus in "
+                                f"{value * 100:.0f} % of its sided votes, the next model {second * 100:.0f} %")
+    elif len(rates) >= 2:
+        out["hard_disagree"] = (f"; no single model stands out (voters against the others' consensus "
+                                f"{rates[0] * 100:.0f}-{rates[-1] * 100:.0f} %)")
+    low = standout(relative.figures, relative.voting, margin=margin, key="agreement", highest=False)
+    if low is not None:
+        name, value, second = low
+        out["agreement"] = (f"; driven by {name}: agrees with the others' consensus in {value * 100:.0f} % of "
+                            f"events, the next model {second * 100:.0f} %")
+    return out
 
 
 def run_scoreboard(
@@ -52,7 +82,8 @@ def run_scoreboard(
     evidence = gather(source, window, progress=progress, workers=settings.read_workers,
                       parallel_min=settings.parallel_min_entries)
     telemetry = evidence.telemetry
-    verdicts, findings = judge_models(telemetry, t, min_events=t.min_events_canary, only=models)
+    relative = judge_window(telemetry, t, judged=list(models) if models else None)
+    verdicts, findings = judge_models(telemetry, t, min_events=t.min_events_canary, only=models, relative=relative)
     stalled = stall_finding(evidence, settings, now, live=isinstance(source, RedisStreamSource))
     if stalled is not None:
         findings.append(stalled)
@@ -62,8 +93,9 @@ def run_scoreboard(
         findings.append(Finding("ensemble_insufficient", WARN,
                                 f"ensemble: only {figures.events} events with two or more voting models, need "
                                 f"{t.min_events_canary} to judge agreement", "ensemble", "whole window"))
-    else:
-        findings += judge_ensemble(figures, t, severity=WARN)
+    bounds = ensemble_evidence(telemetry.votes, t, alpha=t.evidence_alpha)
+    if figures.events >= t.min_events_canary:
+        findings += judge_ensemble_evidence(figures, bounds, t, drivers=_drivers(relative, t))
     if evidence.trimmed.get("detected"):
         findings.append(Finding("trimmed", WARN, evidence.trimmed["note"], "window", "whole window"))
     blocked = any(f.severity == FAIL for f in findings) or not all(m.passed for m in verdicts)
@@ -88,7 +120,8 @@ def run_scoreboard(
                    f"hard disagree {figures.hard_disagree * 100:.1f} %")
     result = ScoreboardResult(status=status, summary=summary, generated_at=now, source=evidence.source,
                               window=window, min_events=t.min_events_canary, models=tuple(verdicts),
-                              ensemble=figures, findings=tuple(findings),
+                              ensemble=figures, kappa=relative.kappa, ensemble_evidence=tuple(bounds.values()),
+                              findings=tuple(findings),
                               reconciliation=telemetry.reconciliation(), trimmed=evidence.trimmed,
                               thresholds=settings.thresholds_table(), loosened=settings.loosened())
     if not write_report_files:
@@ -114,7 +147,10 @@ def render_scoreboard_text(result: ScoreboardResult) -> str:
         lines.append(f"  {state} {m.name:<10} n={w.n:<7} {shares}  std={std}" + ("  (shadow)" if m.shadow else ""))
     agreement = "n/a" if e.events == 0 else f"{e.agreement * 100:.1f}%"
     hard = "n/a" if e.events == 0 else f"{e.hard_disagree * 100:.1f}%"
-    lines.append(f"  ensemble: agreement {agreement}, hard disagree {hard} over {e.events:,} events")
+    kappa = result.kappa.kappa if result.kappa is not None else float("nan")
+    kappa_text = "n/a" if kappa != kappa else f"{kappa:.2f}"
+    lines.append(f"  ensemble: agreement {agreement} (Fleiss' kappa {kappa_text}), hard disagree {hard} "
+                 f"over {e.events:,} events")
     for f in result.all_findings:
         lines.append(f"  - {f.severity}: {f.message}")
     if result.report_path:

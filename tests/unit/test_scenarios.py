@@ -26,22 +26,17 @@ TABLE = {
     "disagreeing": (Status.PASS, None, Status.WAIT),
     "stalled": (Status.FAIL, ("window", "stalled"), Status.NO_GO),
     "constant": (Status.FAIL, ("patchtst", "constant_output"), Status.NO_GO),
-    # A healthy shape with a wrong mind: only the relative rule (issue 12) can fail these; until it is wired
-    # into the gate they pass, and the strict xfail below says so instead of a table that blesses the gap.
-    "backwards": (Status.FAIL, ("patchtst", "consensus_hard_disagree"), Status.NO_GO),
-    "random": (Status.FAIL, ("patchtst", "consensus_hard_disagree"), Status.NO_GO),
+    # A healthy shape with a wrong mind: only the relative rule (issue 12) fails these.
+    "backwards": (Status.FAIL, ("patchtst", "relative_hard_disagree"), Status.NO_GO),
+    "random": (Status.FAIL, ("patchtst", "relative_hard_disagree"), Status.NO_GO),
 }
-NOT_YET_CAUGHT = {"backwards", "random"}
 
 
 def test_table_covers_every_scenario() -> None:
     assert set(TABLE) == set(SCENARIOS)
 
 
-@pytest.mark.parametrize("scenario", [
-    pytest.param(name, marks=pytest.mark.xfail(strict=True, reason="issue 12: the relative rule is not in the gate"))
-    if name in NOT_YET_CAUGHT else name for name in TABLE
-])
+@pytest.mark.parametrize("scenario", list(TABLE))
 def test_scenario_verdict(scenario: str, fake_redis, make_stream, tmp_path) -> None:
     gate_status, finding, board_status = TABLE[scenario]
     make_stream(fake_redis, scenario, 1600, seed=11)

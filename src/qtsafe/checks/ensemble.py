@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
+from qtsafe.checks.rule_evidence import RuleEvidence, mean_rule, proportion
 from qtsafe.config import Thresholds
-from qtsafe.findings import FAIL, WARN, Finding
+from qtsafe.findings import FAIL, OK, WARN, Finding
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,3 +67,66 @@ def judge_ensemble(figures: EnsembleFigures, thresholds: Thresholds, *, severity
 
 
 __all__ = ["FAIL", "WARN", "EnsembleFigures", "ensemble_figures", "judge_ensemble"]
+
+
+def ensemble_evidence(votes: np.ndarray, thresholds: Thresholds, *, alpha: float) -> dict[str, RuleEvidence]:
+    """Bounds for the ensemble rules over the events with two or more voters, n_eff from each series.
+
+    ``agreement_min`` / ``agreement_max``: normal bounds on the mean plurality share; ``hard_disagree``:
+    Wilson bounds on the share of events with both a BUY and a SELL vote. Empty with no such event.
+    """
+    t = thresholds
+    if votes.size == 0:
+        return {}
+    counts = votes.astype(np.int64, copy=False)
+    voters = counts.sum(axis=1)
+    judged = voters >= 2
+    if not np.any(judged):
+        return {}
+    share = counts[judged].max(axis=1) / voters[judged]
+    hard = (counts[judged, 0] > 0) & (counts[judged, 1] > 0)
+    scope = "whole window"
+    return {
+        "agreement_min": mean_rule("agreement (low)", scope, share, t.agreement_min, "min", alpha),
+        "agreement_max": mean_rule("agreement (high)", scope, share, t.agreement_max, "max", alpha),
+        "hard_disagree": proportion("hard disagree", scope, hard, t.hard_disagree_max, "max", alpha),
+    }
+
+
+def judge_ensemble_evidence(figures: EnsembleFigures, evidence: Mapping[str, RuleEvidence],
+                            thresholds: Thresholds, *, drivers: Mapping[str, str] | None = None) -> list[Finding]:
+    """The scoreboard's ensemble rules with evidence: WARN (WAIT) when a bound establishes the breach.
+
+    A breach by the estimate alone is recorded as an OK-level finding that says so (shown, not a WAIT).
+    ``drivers`` maps a rule (``agreement``, ``hard_disagree``) to a clause naming the model behind it.
+    """
+    t = thresholds
+    named = drivers or {}
+    out: list[Finding] = []
+    if figures.events == 0:
+        return judge_ensemble(figures, t, severity=WARN)
+
+    def add(check: str, message: str, ev: RuleEvidence, driver: str) -> None:
+        if ev.established:
+            out.append(Finding(check, WARN, f"{message}; established: {ev.bound_text()}){driver}",
+                               "ensemble", "whole window"))
+        elif ev.crossed:
+            out.append(Finding(check, OK, f"{message}; past the limit by its estimate, not established: "
+                               f"{ev.bound_text()}){driver}", "ensemble", "whole window"))
+
+    agreement = (f"ensemble: agreement {figures.agreement * 100:.1f} % is outside "
+                 f"{t.agreement_min * 100:.0f}-{t.agreement_max * 100:.0f} % over {figures.events} events (")
+    low, high = evidence.get("agreement_min"), evidence.get("agreement_max")
+    if low is not None and low.crossed:
+        add("ensemble_agreement", agreement + "below the range", low, named.get("agreement", ""))
+    if high is not None and high.crossed:
+        add("ensemble_agreement", agreement + "above the range", high, "")
+    hard = evidence.get("hard_disagree")
+    if hard is not None:
+        add("hard_disagree", f"ensemble: BUY and SELL in the same event in {figures.hard_disagree * 100:.1f} % of "
+                             f"{figures.events} events (limit {t.hard_disagree_max * 100:.0f} %", hard,
+            named.get("hard_disagree", ""))
+    return out
+
+
+__all__ += ["ensemble_evidence", "judge_ensemble_evidence"]

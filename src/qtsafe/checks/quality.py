@@ -9,10 +9,12 @@ are counted by the reader and judged by :func:`judge_defects`.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
+from qtsafe.checks.rule_evidence import RuleEvidence
 from qtsafe.config import Thresholds
 
 # Finding and its severities live in qtsafe.findings; kept importable from here for models/, monitor and the
@@ -111,13 +113,36 @@ def judge_stats(
     subject: str,
     scope: str,
     min_events: int | None,
+    evidence: Mapping[str, RuleEvidence] | None = None,
+    established_only: bool = False,
 ) -> list[Finding]:
-    """Apply every output-quality rule to one window. Too few events is itself a FAIL (fail-closed)."""
+    """Apply every output-quality rule to one window. Too few events is itself a FAIL (fail-closed).
+
+    With ``evidence`` (:func:`qtsafe.checks.rule_evidence.model_evidence`) the proportion rules (majority,
+    HOLD dead zone) say whether a bound establishes the breach. ``established_only`` (the gate's recent
+    window) then fails only an established breach and reports a point estimate past the limit as WARN;
+    without it (one look over the whole window) the estimate alone still fails, the bound is shown.
+    """
     t = thresholds
     out: list[Finding] = []
 
     def fail(check: str, message: str) -> None:
         out.append(Finding(check, FAIL, message, subject, scope))
+
+    def graded(check: str, message: str, found: list[RuleEvidence]) -> None:
+        if not found:
+            fail(check, message + ")")
+        elif all(ev.established for ev in found):
+            fail(check, message + "; established: " + ", ".join(ev.bound_text() for ev in found) + ")")
+        elif established_only:
+            out.append(Finding(check, WARN, message + "; past the limit by its estimate, not established: "
+                               + ", ".join(ev.bound_text() for ev in found) + ")", subject, scope))
+        else:
+            fail(check, message + "; not established by a bound (" + ", ".join(ev.bound_text() for ev in found)
+                 + "), but one look over the whole window fails on the estimate)")
+
+    def rows(*keys: str) -> list[RuleEvidence]:
+        return [evidence[k] for k in keys if k in evidence] if evidence else []
 
     if min_events is not None and stats.n < min_events:
         fail("insufficient_data", f"{subject}: only {stats.n} evaluated events in the {scope}, need {min_events}")
@@ -126,8 +151,8 @@ def judge_stats(
     top = stats.top_action
     top_share = stats.action_share[top]
     if top_share > t.majority_max:
-        fail("majority_bias", f"{subject}: {top} is {_pct(top_share)} of actions in the {scope} "
-                              f"(limit {_pct(t.majority_max)})")
+        graded("majority_bias", f"{subject}: {top} is {_pct(top_share)} of actions in the {scope} "
+                                f"(limit {_pct(t.majority_max)}", rows("majority_bias"))
     if stats.conf_std < t.std_min:
         fail("collapsed_confidence", f"{subject}: confidence std {stats.conf_std:.4f} in the {scope} "
                                      f"is below {t.std_min} (collapsed output)")
@@ -141,13 +166,32 @@ def judge_stats(
              f"{subject}: near-constant output in the {scope} (std {stats.conf_std:.4f} < {t.constant_std})")
     hold_share = stats.action_share["HOLD"]
     if hold_share > t.hold_dead_zone_max and stats.dead_zone_share > t.dead_zone_fraction:
-        fail("hold_dead_zone", f"{subject}: HOLD is {_pct(hold_share)} in the {scope} with "
-                               f"{_pct(stats.dead_zone_share)} of confidences in "
-                               f"[{t.dead_zone_low}, {t.dead_zone_high}] (HOLD dead zone)")
+        graded("hold_dead_zone", f"{subject}: HOLD is {_pct(hold_share)} in the {scope} with "
+                                 f"{_pct(stats.dead_zone_share)} of confidences in "
+                                 f"[{t.dead_zone_low}, {t.dead_zone_high}] (HOLD dead zone",
+               rows("hold_share", "dead_zone_share"))
     if top_share > t.degenerate_action_max and stats.conf_std < t.degenerate_std:
         fail("degenerate", f"{subject}: degenerate: {top} is {_pct(top_share)} of actions with confidence "
                            f"std {stats.conf_std:.4f} in the {scope}")
     return out
+
+
+def judge_presence(present: int, events: int, thresholds: Thresholds, *, subject: str) -> list[Finding]:
+    """A model absent from the breakdown (not merely inactive) in too many of the window's events fails.
+
+    ``present`` counts events whose breakdown has the model, active or not; ``events`` the window's
+    evaluated events. A model that votes in a minority of events is not what the ensemble was weighted for,
+    however many votes it has (issue 12 §5); like the inactive rule, it is hard evidence: a count, no estimate.
+    """
+    if events <= 0:
+        return []
+    share = present / events
+    if share >= thresholds.presence_min:
+        return []
+    return [Finding("low_presence", FAIL,
+                    f"{subject}: present in {present} of {events} events ({_pct(share)}, limit "
+                    f"{_pct(thresholds.presence_min)}); absent from the model breakdown in the rest",
+                    subject, "whole window")]
 
 
 def judge_defects(defects: VoteDefects, thresholds: Thresholds, *, subject: str) -> list[Finding]:
