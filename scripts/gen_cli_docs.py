@@ -66,6 +66,7 @@ SECTION_TITLES = {
     "feature_sanity": "`[feature_sanity]`: rules for `qtsafe feature-sanity`",
     "monitor": "`[monitor]`: the canary watch and its watchdog",
     "canary": "`[canary]`: the canary lifecycle",
+    "outcomes": "`[outcomes]`: outcome scoring and the promotion rule to 0.5 and 1.0",
 }
 
 

@@ -2,7 +2,8 @@
 
 The config file is ``qtsafe.toml`` (or ``[tool.qtsafe]`` in ``pyproject.toml``) found in the working
 directory, or the file named by ``--config`` / ``QTSAFE_CONFIG``. Top-level keys configure the system;
-the sections ``[thresholds]``, ``[feature_sanity]``, ``[monitor]`` and ``[canary]`` configure the rules.
+the sections ``[thresholds]``, ``[feature_sanity]``, ``[monitor]``, ``[canary]`` and ``[outcomes]`` configure
+the rules.
 Environment variables are ``QTSAFE_<KEY>`` for top-level keys and ``QTSAFE_<SECTION>_<KEY>`` for
 section keys. An unknown key anywhere is an error with a "did you mean".
 """
@@ -126,6 +127,29 @@ class Canary:
     lock_dir: str = _rule("", None, "directory of the per-unit lock file (empty: <base_dir>/data)")
 
 
+MAX_OUTCOME_HORIZON = 4 * 3600.0  # the longest horizon build-dataset labels
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcomes:
+    """Outcome scoring (what the price did next) and the promotion rule built on it (docs/verdicts.md)."""
+
+    horizon: float = _rule(300.0, None, "seconds after a vote at which its direction is judged (up to 4 h)")
+    margin: float = _rule(0.03, "max", "how much less often than the baseline ensemble the canary may be right")
+    confidence: float = _rule(0.95, "min", "one-sided confidence of the non-inferiority bounds")
+    min_resolved: int = _rule(30, "min", "paired outcomes (canary and baseline both resolved) before a verdict")
+
+    def __post_init__(self) -> None:
+        if not 1.0 <= self.horizon <= MAX_OUTCOME_HORIZON:
+            raise ConfigError(f"outcomes.horizon must be within 1..{MAX_OUTCOME_HORIZON:g} seconds, got {self.horizon}")
+        if not 0.0 < self.margin < 1.0:
+            raise ConfigError(f"outcomes.margin must be within (0, 1), got {self.margin}")
+        if not 0.5 < self.confidence < 1.0:
+            raise ConfigError(f"outcomes.confidence must be within (0.5, 1), got {self.confidence}")
+        if self.min_resolved < 1:
+            raise ConfigError(f"outcomes.min_resolved must be at least 1, got {self.min_resolved}")
+
+
 @dataclasses.dataclass(frozen=True)
 class Settings:
     """Everything a command may need. Paths in the runbook layout are relative to ``base_dir``."""
@@ -151,6 +175,7 @@ class Settings:
     feature_sanity: FeatureSanity = dataclasses.field(default_factory=FeatureSanity)
     monitor: Monitor = dataclasses.field(default_factory=Monitor)
     canary: Canary = dataclasses.field(default_factory=Canary)
+    outcomes: Outcomes = dataclasses.field(default_factory=Outcomes)
     config_file: str = ""
 
     @property
@@ -205,9 +230,10 @@ class Settings:
         return rows
 
 
-_SECTIONS = ("thresholds", "feature_sanity", "monitor", "canary")
+_SECTIONS = ("thresholds", "feature_sanity", "monitor", "canary", "outcomes")
 _SECTION_TYPES: dict[str, type] = {
     "thresholds": Thresholds, "feature_sanity": FeatureSanity, "monitor": Monitor, "canary": Canary,
+    "outcomes": Outcomes,
 }
 
 

@@ -10,6 +10,7 @@ from qtsafe.canary import journal, lifecycle
 from qtsafe.canary import state as st
 from qtsafe.status import Status, exit_code_for
 from tests.canary.conftest import BASELINE, FakeGate, Root
+from tests.canary.outcome_stubs import passing_outcomes
 
 NO_SLEEP = {"sleep": lambda s: None}
 
@@ -166,9 +167,12 @@ def test_promote_through_the_stages_to_a_new_baseline(root: Root, gate: FakeGate
     # The stage changed: the old monitor no longer counts.
     assert lifecycle.promote(root.settings(), to=0.5, reason="r", **NO_SLEEP).status is Status.BLOCKED
     _monitor_completed(root)
-    assert lifecycle.promote(root.settings(), to=0.5, reason="r", **NO_SLEEP).status is Status.PASS
+    # From 0.5 on the canary's outcomes count too (tests/canary/test_promote_outcomes.py); here they pass.
+    assert lifecycle.promote(root.settings(), to=0.5, reason="r", outcome_check=passing_outcomes,
+                             **NO_SLEEP).status is Status.PASS
     _monitor_completed(root)
-    final = lifecycle.promote(root.settings(), to=1.0, reason="all clean", **NO_SLEEP)
+    final = lifecycle.promote(root.settings(), to=1.0, reason="all clean", outcome_check=passing_outcomes,
+                              **NO_SLEEP)
     assert final.status is Status.PASS and final.baseline_updated, final.summary
     assert json.loads((root.base / "data/baseline_model_weights.json").read_text()) == {
         "patchtst": 1.0, "xgb": 0.0, "lgbm": 0.0, "nhits": 0.0}

@@ -25,7 +25,9 @@ import pytest
 from qtsafe.canary import journal, lifecycle
 from qtsafe.canary import state as st
 from qtsafe.status import Status
+from qtsafe.timeutil import parse_utc
 from tests.canary.conftest import REPO_SRC, FakeGate, Root, run_qtsafe
+from tests.canary.outcome_stubs import passing_outcomes, write_agreeing
 from tests.chaos.conftest import Faults
 from tests.conftest import STREAM, healthy_events_file
 
@@ -202,12 +204,19 @@ def test_promotion_killed_during_the_restart(root: Root, gate: FakeGate, to: str
                               duration_hours=settings.monitor.duration / 3600)
         if following == float(to):
             break
-        step = lifecycle.promote(settings, to=following, reason="chaos", sleep=lambda s: None)
+        step = lifecycle.promote(settings, to=following, reason="chaos", sleep=lambda s: None,
+                                 outcome_check=passing_outcomes)
         assert step.status is Status.PASS, step.summary
     records_before = root.actions()
     canary_dropin = root.dropin.read_bytes()
     root.clear_calls()
-    _kill_while_restarting(root, "canary", "promote", "--to", to, "--reason", "chaos")
+    # From 0.5 on the canary's outcomes since activation count: an export in which it always votes with the
+    # others, judged over a 1-second horizon (qtsafe.toml in the subprocess's working directory).
+    activated_ms = int(parse_utc(st.load_state(settings)["activated_at"]).timestamp() * 1000)
+    time.sleep(max(0.0, activated_ms / 1000 + 3.5 - time.time()))
+    events = write_agreeing(root.path / "outcomes.jsonl", activated_ms + 1, int(time.time() * 1000) - 1100)
+    (root.path / "qtsafe.toml").write_text("[outcomes]\nhorizon = 1.0\n")
+    _kill_while_restarting(root, "canary", "promote", "--to", to, "--reason", "chaos", "--events", str(events))
     assert root.verbs() == ["systemctl daemon-reload", "systemctl restart"]
     state = assert_whole(root, before)
     assert state is not None and state["phase"] == st.PHASE_APPLYING and state["step"] == f"promoting_to_{float(to)}"

@@ -32,6 +32,10 @@ def both_ways(payloads: list[bytes]):
 def assert_same(a, b) -> None:
     assert a.evaluated == b.evaluated and a.skipped == b.skipped and a.pseudo_entries == b.pseudo_entries
     assert np.array_equal(a.votes, b.votes) and np.array_equal(a.event_ms, b.event_ms)
+    # The outcome columns: symbol codes into sorted names, prices with NaN exactly where missing.
+    assert a.symbol_names == b.symbol_names and np.array_equal(a.symbol, b.symbol)
+    assert a.symbol.dtype == b.symbol.dtype == np.int32 and a.symbol.shape == a.entry_price.shape == a.event_ms.shape
+    assert np.array_equal(a.entry_price, b.entry_price, equal_nan=True)
     assert a.models.keys() == b.models.keys()
     for name in a.models:
         x, y = a.models[name], b.models[name]
@@ -55,9 +59,18 @@ vote = st.fixed_dictionaries(
 breakdown = st.dictionaries(st.sampled_from(["xgb", "lgbm", "nhits", "fallback", "tft"]), vote, max_size=5)
 
 
+# What the producer writes beside the breakdown that outcome scoring reads, well-formed or not.
+market = st.fixed_dictionaries({}, optional={
+    "symbol": st.one_of(st.sampled_from(["BTCUSDT", "ETHUSDT", "SOLUSDT", ""]), st.none(), st.integers(0, 3)),
+    "entry_price": st.one_of(st.floats(-10, 1e6, allow_nan=False), st.integers(-5, 10**6), st.none(),
+                             st.just("101.5"), st.just(True), st.just(0), st.just(1e999)),
+})
+
+
 @settings(max_examples=150, deadline=None)
-@given(st.lists(st.one_of(breakdown.map(lambda b: {"model_breakdown": b}), st.just({"model_breakdown": None}),
-                          st.just({})), min_size=1, max_size=30))
+@given(st.lists(st.tuples(st.one_of(breakdown.map(lambda b: {"model_breakdown": b}),
+                                    st.just({"model_breakdown": None}), st.just({})), market).map(
+    lambda pair: {**pair[1], **pair[0]}), min_size=1, max_size=30))
 def test_well_formed_payloads_decode_identically(intents) -> None:
     payloads = [json.dumps(i).replace("Infinity", "1e999").encode() for i in intents]
     fast, careful = both_ways(payloads)

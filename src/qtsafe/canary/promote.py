@@ -1,12 +1,17 @@
-"""Promotion: raise an active canary one stage after a clean, full-length monitor; at 1.0 it is the baseline."""
+"""Promotion: raise an active canary one stage after a clean, full-length monitor; at 1.0 it is the baseline.
+
+To 0.5 and 1.0 the canary must also be shown not worse than the baseline ensemble's direction by more than
+``[outcomes] margin`` on the same events since activation (qtsafe.outcome_evidence); to 0.25 the clean monitor
+is enough, as before. Too few resolved outcomes is WAIT (exit 3) with the count still needed.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import math
 import time
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from qtsafe.canary import journal
 from qtsafe.canary import state as st
@@ -31,7 +36,16 @@ from qtsafe.errors import ConfigError, QtsafeError
 from qtsafe.fsio import atomic_write_text, sha256_file
 from qtsafe.results import Result
 from qtsafe.status import Status
-from qtsafe.timeutil import format_duration, iso_ms, utc_now
+from qtsafe.timeutil import format_duration, iso_ms, parse_utc, utc_now
+
+if TYPE_CHECKING:
+    from qtsafe.outcome_evidence import OutcomeEvidence
+
+#: Stages that need outcome evidence beyond a clean monitor (0.25 keeps the monitor-only rule).
+OUTCOME_STAGES = (0.5, 1.0)
+
+#: Reads the canary's outcome evidence since activation: (settings, state, now) -> OutcomeEvidence.
+OutcomeCheck = Callable[[Settings, CanaryState, Any], "OutcomeEvidence"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,7 +61,7 @@ class PromotionResult(Result):
     baseline_updated: bool = False
     verification: dict[str, Any] = dataclasses.field(default_factory=dict)
     rollback: RollbackResult | None = None
-
+    outcomes: dict[str, Any] | None = None  # OutcomeEvidence.to_dict() when the stage needed it
 
 
 # A completed watch may be this much shorter than the configured duration and still count: float noise
@@ -129,8 +143,16 @@ def promote(
     reason: str,
     systemd: Systemd | None = None,
     sleep: Sleep = time.sleep,
+    open_source: Callable[..., Any] | None = None,
+    prices: str | None = None,
+    outcome_check: OutcomeCheck | None = None,
 ) -> PromotionResult:
-    """Raise the active canary to ``to`` (0.25, 0.5 or 1.0) after a clean monitor; 1.0 makes it the baseline."""
+    """Raise the active canary to ``to`` (0.25, 0.5 or 1.0) after a clean monitor; 1.0 makes it the baseline.
+
+    To 0.5 and 1.0 the canary's outcomes since activation must also pass the non-inferiority rule: telemetry
+    from ``open_source(settings)`` (default: the configured Redis stream), prices from the stream or from
+    ``prices`` (market data). ``outcome_check`` replaces that read (tests).
+    """
     systemd = systemd or Systemd(settings)
 
     def refused(problem: str, model: str | None = None, current: float | None = None) -> PromotionResult:
@@ -162,10 +184,59 @@ def promote(
             why = _monitor_cleared(journal.read_records(settings), state, settings.monitor.duration)
             if why:
                 return refused(why, model, current)
+            figures = None
+            if to in OUTCOME_STAGES:
+                check = outcome_check or _outcomes_since_activation(open_source, prices)
+                evidence = check(settings, state, utc_now())
+                held = _outcome_refusal(evidence, model, current, to, reason)
+                if held is not None:
+                    return held
+                figures = evidence.to_dict()
             weights = canary_weights(state.baseline_weights or {}, model, to, max_share=1.0)
-            return _execute_promotion(settings, state, weights, to, reason, systemd, sleep)
+            result = _execute_promotion(settings, state, weights, to, reason, systemd, sleep)
+            return dataclasses.replace(result, outcomes=figures) if figures is not None else result
     except QtsafeError as exc:
         return refused(str(exc))
+
+
+def _outcomes_since_activation(open_source: Callable[..., Any] | None, prices: str | None) -> OutcomeCheck:
+    """The default outcome check: read the telemetry since the canary's activation, score it (reads only)."""
+
+    def check(settings: Settings, state: CanaryState, now: Any) -> OutcomeEvidence:
+        from qtsafe.evidence import gather
+        from qtsafe.outcome_evidence import outcome_evidence_for
+        from qtsafe.telemetry import open_source as default_open_source
+        from qtsafe.telemetry.window import resolve_window
+
+        since = state.activated_at or state.started_at
+        if not since:
+            raise ConfigError("the canary state records no activation time: cannot read its outcomes")
+        window = resolve_window(parse_utc(since))
+        source = (open_source or default_open_source)(settings)
+        telemetry = gather(source, window).telemetry
+        return outcome_evidence_for(settings, telemetry, canary=state.model, prices=prices,
+                                    now_ms=int(now.timestamp() * 1000))
+
+    return check
+
+
+def _outcome_refusal(evidence: OutcomeEvidence, model: str | None, current: float, to: float,
+                     reason: str) -> PromotionResult | None:
+    """None when the canary is shown not worse than the baseline; else the WAIT or BLOCKED result (nothing
+    changed), with the figures."""
+    verdict = evidence.verdict
+    if verdict is not None and verdict.status is Status.PASS:
+        return None
+    if verdict is None:  # pragma: no cover - outcome_evidence always judges when given a canary
+        problem, status = "no outcome verdict for the canary", Status.BLOCKED
+    elif verdict.status is Status.WAIT:
+        problem, status = f"outcomes since activation: {verdict.message}", Status.WAIT
+    else:
+        problem, status = f"outcomes since activation: {model} is {verdict.message}", Status.BLOCKED
+    word = "PROMOTION WAITING" if status is Status.WAIT else "PROMOTION BLOCKED"
+    return PromotionResult(status=status, summary=f"{word} ({current} -> {to}): {problem} (nothing changed)",
+                           model=model, from_share=current, to_share=to, reason=reason, problems=(problem,),
+                           outcomes=evidence.to_dict())
 
 
 def _execute_promotion(settings: Settings, state: CanaryState, weights: dict[str, float], to: float, reason: str,

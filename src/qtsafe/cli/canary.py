@@ -194,6 +194,12 @@ def rollback(ctx: click.Context, reason: str, yes: bool, last_activation: bool, 
 def _render_promotion(result: PromotionResult) -> str:
     lines = [result.summary]
     lines += [f"  ! {p}" for p in result.problems[1:]]
+    if result.outcomes:
+        o = result.outcomes
+        lines.append(f"Outcomes (horizon {o['horizon_seconds']:g} s, prices from {o['prices']}):")
+        for name, m in sorted(o["models"].items()):
+            rate = "n/a" if m["hit_rate"] is None else f"{m['hit_rate']:.1%} [{m['hit_low']:.1%}, {m['hit_high']:.1%}]"
+            lines.append(f"  {name:<12} hit rate {rate} on {m['scored']} resolved, {m['pending']} pending")
     if result.weights:
         lines += _weights_table(None, result.weights, result.model, live_label="weights")
     if result.rollback is not None:
@@ -204,23 +210,44 @@ def _render_promotion(result: PromotionResult) -> str:
 @canary.command()
 @click.option("--to", "to", type=click.Choice(["0.25", "0.5", "1.0"]), required=True, help="Next stage.")
 @click.option("--reason", required=True, help="Why (recorded in the journal).")
+@click.option("--events", "events_file", type=click.Path(dir_okay=False),
+              help="To 0.5/1.0: read the telemetry since activation from a JSONL export instead of Redis.")
+@click.option("--prices", default=None, metavar="sqlite:PATH|csv:DIR|parquet:DIR",
+              help="To 0.5/1.0: judge directions by this market data (as build-dataset reads; needs the dataset "
+              "extra) instead of the stream's own later entry_price.")
 @unit_option
+@redis_options
 @base_dir_option
 @json_option
 @click.pass_context
-def promote(ctx: click.Context, to: str, reason: str, unit: str | None, base_dir: str | None, as_json: bool) -> int:
+def promote(ctx: click.Context, to: str, reason: str, events_file: str | None, prices: str | None,
+            unit: str | None, redis_url: str | None, stream: str | None, base_dir: str | None,
+            as_json: bool) -> int:
     """Raise the canary to the next stage after a clean monitor; at 1.0 it becomes the baseline.
 
+    To 0.25 a clean, full-length monitor of the current stage is enough. To 0.5 and 1.0 the canary must
+    also be no worse than the baseline ensemble's direction (the other voting models' consensus) by more
+    than [outcomes] margin at [outcomes] confidence, judged on the same events since activation over the
+    [outcomes] horizon.
+
     \b
-    Exit: 0 verified promotion, 2 refused (no clean monitor for this stage) or failed (rolled back).
+    Exit: 0 verified promotion, 2 refused (no clean monitor, or the canary's outcomes are worse) or failed
+    (rolled back), 3 WAIT: too few resolved outcomes yet (the output says how many more).
     \b
-    Example:
+    Examples:
       qtsafe canary promote --to 0.25 --reason "6 h monitor clean"
+      qtsafe canary promote --to 0.5 --reason "clean watch at 25 %" --prices sqlite:/opt/quantum/market.db
     """
-    settings = load(ctx, {"unit": unit, "base_dir": base_dir})
+    settings = load(ctx, {"unit": unit, "redis_url": redis_url, "stream": stream, "base_dir": base_dir})
+    open_source = None
+    if events_file:
+        def open_source(s: Any) -> Any:
+            from qtsafe.telemetry import open_source as opener
+
+            return opener(s, events_file)
     from qtsafe.canary.promote import promote as promote_canary
 
-    result = promote_canary(settings, to=float(to), reason=reason)
+    result = promote_canary(settings, to=float(to), reason=reason, open_source=open_source, prices=prices)
     return finish(result, as_json, lambda: _render_promotion(result))
 
 

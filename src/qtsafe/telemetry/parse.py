@@ -1,6 +1,7 @@
 """Turn raw stream entries into numpy columns, accounting for every entry.
 
-The fast path decodes only ``model_breakdown`` into typed msgspec structs (no per-event dicts kept).
+The fast path decodes only ``model_breakdown``, ``symbol`` and ``entry_price`` into typed msgspec structs (no
+per-event dicts kept).
 Anything the fast path refuses (bare ``NaN``/``Infinity`` tokens, odd shapes) goes through the slow,
 generic path, which applies exactly the same rules, so a defect is classified the same way whichever
 decoder saw it. Nothing is coerced: a confidence given as the string "0.74" is non-numeric.
@@ -48,6 +49,8 @@ class _Intent(msgspec.Struct, gc=False):
     model_breakdown: (
         dict[str, _Vote | str | int | float | bool | None | list[Any]] | None | msgspec.UnsetType
     ) = msgspec.UNSET
+    symbol: Any = None
+    entry_price: Any = None
 
 
 _FAST = msgspec.json.Decoder(_Intent)
@@ -66,6 +69,10 @@ class _StrictVote(msgspec.Struct, gc=False):
 class _StrictIntent(msgspec.Struct, gc=False):
     model_breakdown: dict[str, _StrictVote] | None = None
     confidence: Any = msgspec.UNSET  # only counted: see duplicates.page_suspect
+    # Outcome scoring reads these. Any other type (a price given as a string, a number as symbol) fails the
+    # batch decode and the careful path records it as missing, exactly as classify_price/symbol_name do.
+    symbol: str | None = None
+    entry_price: float | None = None
 
 
 _BATCH = msgspec.json.Decoder(list[_StrictIntent])
@@ -74,6 +81,26 @@ _ACTION = attrgetter("action")
 _INACTIVE = attrgetter("inactive")
 _SHADOW = attrgetter("shadow")
 _TOP_CONFIDENCE = attrgetter("confidence")
+_SYMBOL = attrgetter("symbol")
+_ENTRY_PRICE = attrgetter("entry_price")
+NO_SYMBOL = -1
+
+
+def classify_price(value: Any) -> float:
+    """An ``entry_price`` as a float, NaN when missing or unusable (not a JSON number, not finite, <= 0).
+    A missing price is missing: never a default, never coerced from a string."""
+    if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+        return math.nan
+    try:
+        number = float(value)
+    except OverflowError:
+        return math.nan
+    return number if math.isfinite(number) and number > 0 else math.nan
+
+
+def symbol_name(value: Any) -> str | None:
+    """A ``symbol`` if it is a non-empty string, else None (missing)."""
+    return value if isinstance(value, str) and value else None
 
 
 def classify_confidence(value: Any) -> tuple[str | None, float]:
@@ -177,6 +204,11 @@ class Telemetry:
     votes: np.ndarray  # (evaluated, 3) int16: BUY/SELL/HOLD votes among voting models per event
     models: dict[str, ModelColumns]
     pseudo_entries: int  # breakdown entries of pseudo-models (fallback), counted, never judged
+    # Per evaluated event, for outcome scoring: the payload's symbol as a code into ``symbol_names`` (sorted;
+    # NO_SYMBOL where missing) and its ``entry_price`` (NaN where missing or unusable).
+    symbol: np.ndarray = dataclasses.field(default_factory=lambda: np.empty(0, np.int32))
+    symbol_names: tuple[str, ...] = ()
+    entry_price: np.ndarray = dataclasses.field(default_factory=lambda: np.empty(0, np.float64))
 
     def reconciliation(self) -> dict[str, Any]:
         return {
@@ -201,6 +233,11 @@ class TelemetryBuilder:
         self.last_id: bytes | None = None
         self.event_ms = array("q")
         self.votes = array("h")
+        self.symbol = array("i")
+        self.entry_price = array("d")
+        # Codes in order of first appearance while reading; build() renumbers them by sorted name, so the
+        # columns do not depend on page size or reader path.
+        self._symbol_codes: dict[str | None, int] = {None: NO_SYMBOL, "": NO_SYMBOL}
         self.models: dict[str, _ModelAccumulator] = {}
         self._name_codes: dict[str, int] = {}
         self.pseudo_entries = 0
@@ -266,15 +303,27 @@ class TelemetryBuilder:
                 self._skip("duplicate_key", entry_id)
                 continue
             try:
-                breakdown: Any = fast(payload).model_breakdown
+                intent = fast(payload)
+                breakdown: Any = intent.model_breakdown
+                symbol, price = intent.symbol, intent.entry_price
             except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, RecursionError):
-                breakdown = self._slow_breakdown(payload, entry_id)
-                if breakdown is _SKIPPED:
+                slow = self._slow_breakdown(payload, entry_id)
+                if slow is _SKIPPED:
                     continue
+                breakdown, symbol, price = slow
             if breakdown is None or breakdown is msgspec.UNSET:
                 self._skip("no_breakdown", entry_id)
                 continue
             self._evaluate(entry_id, breakdown)
+            self._add_market(symbol_name(symbol), classify_price(price))
+
+    def _add_market(self, symbol: str | None, price: float) -> None:
+        codes = self._symbol_codes
+        code = codes.get(symbol)
+        if code is None:
+            code = codes[symbol] = len(codes) - 2
+        self.symbol.append(code)
+        self.entry_price.append(price)
 
     def _accumulator(self, name: str) -> _ModelAccumulator:
         acc = self.models.get(name)
@@ -286,18 +335,29 @@ class TelemetryBuilder:
         """A page of well-formed intents, turned into columns with numpy instead of a loop per vote."""
         breakdowns: list[dict[str, _StrictVote]] = []
         event_ids: list[bytes] = []
+        kept: list[_StrictIntent] = []
         for entry_id, intent in zip(ids, intents, strict=True):
             if intent.model_breakdown is None:
                 self._skip("no_breakdown", entry_id)
             else:
                 breakdowns.append(intent.model_breakdown)
                 event_ids.append(entry_id)
+                kept.append(intent)
         n = len(breakdowns)
         if n == 0:
             return
         base = self.evaluated
         self.evaluated += n
         self.event_ms.extend([int(entry_id.partition(b"-")[0]) for entry_id in event_ids])
+        symbols = list(map(_SYMBOL, kept))
+        sym_codes = self._symbol_codes
+        for symbol in dict.fromkeys(symbols).keys() - sym_codes.keys():
+            sym_codes[symbol] = len(sym_codes) - 2
+        self.symbol.frombytes(np.fromiter(map(sym_codes.__getitem__, symbols), dtype=np.int32, count=n).tobytes())
+        # None (a missing or null price) becomes NaN in fromiter; non-finite and non-positive prices too, below.
+        price = np.fromiter(map(_ENTRY_PRICE, kept), dtype=np.float64, count=n)
+        price[~(price > 0) | np.isinf(price)] = np.nan
+        self.entry_price.frombytes(price.tobytes())
         names = list(chain.from_iterable(breakdowns))
         votes = list(chain.from_iterable(map(dict.values, breakdowns)))
         count = len(votes)
@@ -344,6 +404,7 @@ class TelemetryBuilder:
             acc.chunks.append((event[keep] + base, action[keep], conf[keep]))
 
     def _slow_breakdown(self, payload: bytes, entry_id: bytes) -> Any:
+        """(breakdown, symbol, entry_price) from the generic decoder, or _SKIPPED (counted)."""
         try:
             data = json.loads(payload.decode("utf-8"))  # strict: JSON is UTF-8; no surrogates
         except (ValueError, UnicodeDecodeError, RecursionError):
@@ -353,12 +414,13 @@ class TelemetryBuilder:
             self._skip("payload_not_object", entry_id)
             return _SKIPPED
         breakdown = data.get("model_breakdown", msgspec.UNSET)
+        symbol, price = data.get("symbol"), data.get("entry_price")
         if breakdown is None or breakdown is msgspec.UNSET:
-            return breakdown
+            return breakdown, symbol, price
         if not isinstance(breakdown, dict):
             self._skip("bad_breakdown", entry_id)
             return _SKIPPED
-        return {name: _vote_from_obj(entry) for name, entry in breakdown.items()}
+        return {name: _vote_from_obj(entry) for name, entry in breakdown.items()}, symbol, price
 
     def _evaluate(self, entry_id: bytes, breakdown: dict[str, Any]) -> None:
         index = self.evaluated
@@ -434,7 +496,19 @@ class TelemetryBuilder:
             votes=np.frombuffer(self.votes, dtype=np.int16).reshape(-1, 3).copy(),
             models=models,
             pseudo_entries=self.pseudo_entries,
+            **_sorted_symbols(np.frombuffer(self.symbol, dtype=np.int32),
+                              [name for name, code in self._symbol_codes.items() if code != NO_SYMBOL]),
+            entry_price=np.frombuffer(self.entry_price, dtype=np.float64).copy(),
         )
+
+
+def _sorted_symbols(codes: np.ndarray, names: Sequence[str | None]) -> dict[str, Any]:
+    """Renumber symbol codes (``names[code]``) by sorted name: the ``symbol``/``symbol_names`` fields."""
+    ordered = tuple(sorted(str(name) for name in names))
+    index = {name: code for code, name in enumerate(ordered)}
+    # The last slot maps NO_SYMBOL (-1) to itself.
+    lookup = np.array([index[str(name)] for name in names] + [NO_SYMBOL], dtype=np.int32)
+    return {"symbol": lookup[codes], "symbol_names": ordered}
 
 
 _SKIPPED = object()
@@ -515,4 +589,17 @@ def merge_telemetry(parts: Sequence[Telemetry]) -> Telemetry:
         votes=np.concatenate([p.votes for p in parts]).reshape(-1, 3),
         models=models,
         pseudo_entries=sum(p.pseudo_entries for p in parts),
+        **_merged_symbols(parts),
+        entry_price=np.concatenate([p.entry_price for p in parts]),
     )
+
+
+def _merged_symbols(parts: Sequence[Telemetry]) -> dict[str, Any]:
+    """Each part numbers its own symbols; rebase them on the sorted union of names."""
+    ordered = tuple(sorted({name for p in parts for name in p.symbol_names}))
+    index = {name: code for code, name in enumerate(ordered)}
+    columns = []
+    for part in parts:
+        lookup = np.array([index[name] for name in part.symbol_names] + [NO_SYMBOL], dtype=np.int32)
+        columns.append(lookup[part.symbol])
+    return {"symbol": np.concatenate(columns).astype(np.int32), "symbol_names": ordered}
