@@ -116,7 +116,18 @@ def imports_of(source: str, module: str, is_package: bool) -> set[str]:
                 target = node.module or ""
             found.add(target)
             found.update(f"{target}.{alias.name}" for alias in node.names if alias.name != "*")
+        elif (isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant)
+              and isinstance(node.args[0].value, str) and _call_name(node.func) in DYNAMIC_IMPORTS):
+            # require("qtsafe.dataset.sources", ...) and importlib.import_module("...") import too.
+            found.add(node.args[0].value)
     return found
+
+
+DYNAMIC_IMPORTS = {"require", "import_module"}
+
+
+def _call_name(func: ast.expr) -> str:
+    return func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
 
 
 def violations(rules: Rules, modules: dict[str, set[str]]) -> tuple[list[str], set[tuple[str, str]]]:
