@@ -19,6 +19,7 @@ from qtsafe.errors import InputError
 from qtsafe.evidence import Evidence, gather, gather_before
 from qtsafe.findings import FAIL, WARN, Finding
 from qtsafe.judge import ModelVerdict, WindowJudgement, judge_models
+from qtsafe.outcome_evidence import window_outcomes
 from qtsafe.reports import render, write_new_report
 from qtsafe.status import Status
 from qtsafe.telemetry.ids import stream_id_time
@@ -99,6 +100,7 @@ def run_quality_gate(
     progress: Progress | None = None,
     now: dt.datetime | None = None,
     require_fresh: bool = False,
+    prices: str | None = None,
 ) -> GateResult:
     """Read the window, judge every model (whole window and recent part), write the report.
 
@@ -145,6 +147,8 @@ def run_quality_gate(
         loosened=settings.loosened(),
         baseline_events=baseline.evaluated if baseline is not None else None,
         read_seconds=evidence.read_seconds,
+        outcomes=window_outcomes(settings, telemetry, canary=models[0] if models and len(models) == 1 else None,
+                                 prices=prices),
     )
     if not write_report:
         return result

@@ -78,6 +78,7 @@ class WindowJudgement:
     loosened: list[dict[str, Any]]
     report_path: Path | None = None
     json_path: Path | None = None
+    outcomes: dict[str, Any] | None = None  # what prices did next (informational: no verdict rests on it)
 
     @property
     def all_findings(self) -> list[Finding]:
@@ -100,6 +101,7 @@ class WindowJudgement:
             "loosened": self.loosened,
             "report_path": str(self.report_path) if self.report_path else None,
             "json_path": str(self.json_path) if self.json_path else None,
+            "outcomes": self.outcomes,
             "qtsafe_version": __version__,
         }
 

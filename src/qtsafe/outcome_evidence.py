@@ -155,5 +155,24 @@ def outcome_evidence_for(settings: Settings, telemetry: Telemetry, *, canary: st
                             now_ms=now_ms)
 
 
+def window_outcomes(settings: Settings, telemetry: Telemetry, *, canary: str | None = None,
+                    prices: str | None = None) -> dict[str, Any]:
+    """The outcomes section of a gate or scoreboard report: informational, never a verdict.
+
+    ``canary`` is paired against the baseline only when the window has it; a computation that cannot be done on
+    this window is a one-line note. ``--prices`` that cannot be read is an error (the operator asked for it).
+    """
+    if prices:
+        series, label = load_prices(prices, telemetry.symbol_names)
+    else:
+        series, label = None, "stream"
+    canary = canary if canary in telemetry.models else None
+    try:
+        found = outcome_evidence(telemetry, settings.outcomes, canary=canary, prices=series, prices_label=label)
+    except (QtsafeError, ValueError) as exc:
+        return {"note": f"outcomes not scored: {' '.join(str(exc).split())[:200]}"}
+    return found.to_dict()
+
+
 __all__ = ["BASELINE_CONSENSUS", "OutcomeEvidence", "load_prices", "outcome_evidence", "outcome_evidence_for",
-           "paired_hits"]
+           "paired_hits", "window_outcomes"]

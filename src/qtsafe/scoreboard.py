@@ -21,6 +21,7 @@ from qtsafe.evidence import gather
 from qtsafe.findings import FAIL, WARN, Finding
 from qtsafe.gate import stall_finding
 from qtsafe.judge import WindowJudgement, judge_models
+from qtsafe.outcome_evidence import window_outcomes
 from qtsafe.reports import render, write_report
 from qtsafe.status import Status
 from qtsafe.telemetry.sources import Progress, RedisStreamSource, Source
@@ -75,6 +76,7 @@ def run_scoreboard(
     write_report_files: bool = True,
     progress: Progress | None = None,
     now: dt.datetime | None = None,
+    prices: str | None = None,
 ) -> ScoreboardResult:
     """Judge every model and the ensemble; write ``reports/safety/scoreboard_latest.md`` + JSON."""
     now = now or utc_now()
@@ -123,7 +125,8 @@ def run_scoreboard(
                               ensemble=figures, kappa=relative.kappa, ensemble_evidence=tuple(bounds.values()),
                               findings=tuple(findings),
                               reconciliation=telemetry.reconciliation(), trimmed=evidence.trimmed,
-                              thresholds=settings.thresholds_table(), loosened=settings.loosened())
+                              thresholds=settings.thresholds_table(), loosened=settings.loosened(),
+                              outcomes=window_outcomes(settings, telemetry, prices=prices))
     if not write_report_files:
         return result
     directory = settings.reports_dir

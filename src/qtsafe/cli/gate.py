@@ -8,6 +8,7 @@ from qtsafe.cli.options import (
     charts_option,
     finish,
     load,
+    prices_option,
     progress_for,
     read_command_options,
     read_overrides,
@@ -24,10 +25,12 @@ from qtsafe.cli.options import (
               help="Also show the same statistics for the same number of entries just before the cutover.")
 @read_command_options
 @charts_option
+@prices_option
 @click.pass_context
 def quality_gate(ctx: click.Context, mode: str, models: tuple[str, ...], baseline_window: bool, after: str | None,
                  until: str | None, last: int | None, events_file: str | None, redis_url: str | None,
-                 stream: str | None, base_dir: str | None, quiet: bool, as_json: bool, charts: bool | None) -> int:
+                 stream: str | None, base_dir: str | None, quiet: bool, as_json: bool, charts: bool | None,
+                 prices: str | None) -> int:
     """Judge every model's output after a cutover; write the report.
 
     \b
@@ -46,5 +49,6 @@ def quality_gate(ctx: click.Context, mode: str, models: tuple[str, ...], baselin
     settings = load(ctx, {**read_overrides(base_dir, redis_url, stream), "charts": charts})
     source, window = source_and_window(settings, events_file, after, until, last, require_after=True)
     result = run_quality_gate(settings, source, window, mode=mode, models=models or None,
-                              baseline_window=baseline_window, progress=progress_for(quiet or as_json))
+                              baseline_window=baseline_window, progress=progress_for(quiet or as_json),
+                              prices=prices)
     return finish(result, as_json, lambda: render_gate_text(result))

@@ -131,6 +131,12 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print the re
 
 quiet_option = click.option("--quiet", "-q", is_flag=True, help="No progress output on stderr.")
 
+prices_option = click.option(
+    "--prices", metavar="SOURCE",
+    help="Score each model's directions against market data (sqlite:PATH, csv:DIR, parquet:DIR, as build-dataset "
+         "reads; the dataset extra) instead of the stream's own later entry_price. Informational in reports.",
+)
+
 charts_option = click.option(
     "--charts/--no-charts", default=None,
     help="Draw a PNG chart beside the report (default: the `charts` setting, on; QTSAFE_CHARTS). A chart is "

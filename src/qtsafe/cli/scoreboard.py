@@ -8,6 +8,7 @@ from qtsafe.cli.options import (
     charts_option,
     finish,
     load,
+    prices_option,
     progress_for,
     read_command_options,
     read_overrides,
@@ -19,10 +20,12 @@ from qtsafe.cli.options import (
 @click.option("--model", "models", multiple=True, metavar="NAME", help="Judge only this model (repeatable).")
 @read_command_options
 @charts_option
+@prices_option
 @click.pass_context
 def scoreboard(ctx: click.Context, models: tuple[str, ...], after: str | None, until: str | None, last: int | None,
                events_file: str | None, redis_url: str | None, stream: str | None, base_dir: str | None,
-               quiet: bool, as_json: bool, charts: bool | None) -> int:
+               quiet: bool, as_json: bool, charts: bool | None,
+               prices: str | None) -> int:
     """Per-model and ensemble health at a glance: GO / WAIT / NO-GO.
 
     \b
@@ -39,5 +42,6 @@ def scoreboard(ctx: click.Context, models: tuple[str, ...], after: str | None, u
 
     settings = load(ctx, {**read_overrides(base_dir, redis_url, stream), "charts": charts})
     source, window = source_and_window(settings, events_file, after, until, last, require_after=False)
-    result = run_scoreboard(settings, source, window, models=models or None, progress=progress_for(quiet or as_json))
+    result = run_scoreboard(settings, source, window, models=models or None, progress=progress_for(quiet or as_json),
+                            prices=prices)
     return finish(result, as_json, lambda: render_scoreboard_text(result))
