@@ -141,3 +141,14 @@ def test_a_biased_model_is_not_excused_as_the_market(tmp_path, fake_redis) -> No
     result = replay(tmp_path, fake_redis, entries)
     assert result.status is Status.FAIL
     assert result.firings[0]["violations"][0].startswith("xgb: BUY is"), result.firings[0]["violations"]
+
+
+@pytest.mark.parametrize(("scenario", "words"), [("hold-dead-zone", "HOLD is"), ("narrow", "P10-P90 spread")])
+def test_a_persistent_mild_defect_is_established_by_the_kept_history(tmp_path, fake_redis, scenario, words) -> None:
+    """A 92 % HOLD dead zone or a narrow range with 12 % outliers is too mild for 200 votes to establish at
+    the per-check alpha; the last 1,000 votes establish it (the bench measures the delay)."""
+    entries = list(generate(scenario, 1300, seed=5, end=END, spacing_ms=2000, market="regimes", target="patchtst"))
+    result = replay(tmp_path, fake_redis, entries)
+    assert result.status is Status.FAIL
+    assert any(v.startswith(f"patchtst: {'confidence ' if words.startswith('P10') else ''}{words}")
+               and "in the last 1000 votes" in v for f in result.firings for v in f["violations"]), result.firings[:1]

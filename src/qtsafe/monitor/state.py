@@ -176,6 +176,13 @@ class Watch:
                 findings += judge_window_model(rolling.actions, rolling.conf, m.window_events, t, subject=name,
                                                scope=f"rolling window of {recent.n} events", alpha=alpha,
                                                market=self.consensus.market_shares(name, m.window_events))
+                kept = int(rolling.actions.shape[0])
+                if kept > m.window_events and kept >= m.history_events:
+                    # A persistent defect too mild for 200 votes to establish (a 92 % HOLD dead zone, a
+                    # narrow range with outliers) is established by the kept history of 1,000 votes.
+                    findings += judge_window_model(rolling.actions, rolling.conf, kept, t, subject=name,
+                                                   scope=f"last {kept} votes", alpha=alpha,
+                                                   market=self.consensus.market_shares(name, kept))
             else:
                 state = "inconclusive"
             if rolling.n >= t.min_events_canary:
