@@ -28,6 +28,7 @@ from qtsafe.checks.dependence import Evidence, beyond_limit, critical_z, effecti
 from qtsafe.checks.ensemble import EnsembleFigures
 from qtsafe.checks.quality import ACTIONS, FAIL, Finding, ModelStats
 from qtsafe.config import Thresholds
+from qtsafe.monitor.rolling import RollingConsensus
 
 
 def _pct(value: float) -> str:
@@ -144,11 +145,15 @@ def judge_window_model(actions: np.ndarray, conf: np.ndarray, window: int, t: Th
 
     counts = np.bincount(acts.astype(np.int64), minlength=3)
     top = int(np.argmax(counts))
-    majority = share_evidence(acts == top, actions == top, t.majority_max, "max", alpha)
-    if majority.violated and not _market_explains(majority, int(counts[top]), n, market, top):
+    # A bound beyond the limit needs the estimate beyond it: the costly evidence is computed only then.
+    majority = (share_evidence(acts == top, actions == top, t.majority_max, "max", alpha)
+                if counts[top] / n > t.majority_max else None)
+    if majority is not None and majority.violated and not _market_explains(majority, int(counts[top]), n,
+                                                                           market, top):
         fail("majority_bias", f"{subject}: {ACTIONS[top]} is {_pct(majority.estimate)} of actions in the {scope} "
                               f"(limit {_pct(t.majority_max)}; lower bound {_pct(majority.low)})")
     p10, p50, p90 = (float(x) for x in np.percentile(conf_w, [10, 50, 90]))
+    estimate_spread = p90 - p10
     std = float(conf_w.std())
     # Hard evidence: a constant or degenerate output is a fact about the votes, judged by its value.
     if std < t.constant_std or p10 == p90:
@@ -158,17 +163,18 @@ def judge_window_model(actions: np.ndarray, conf: np.ndarray, window: int, t: Th
     if counts[top] / n > t.degenerate_action_max and std < t.degenerate_std:
         fail("degenerate", f"{subject}: degenerate: {ACTIONS[top]} is {_pct(counts[top] / n)} of actions with "
                            f"confidence std {std:.4f} in the {scope}")
-    collapsed = std_evidence(conf_w, conf, t.std_min, alpha)
-    if collapsed.violated:
+    collapsed = std_evidence(conf_w, conf, t.std_min, alpha) if std < t.std_min else None
+    if collapsed is not None and collapsed.violated:
         fail("collapsed_confidence", f"{subject}: confidence std {collapsed.estimate:.4f} in the {scope} is below "
                                      f"{t.std_min} (collapsed output; upper bound {collapsed.high:.4f})")
-    narrow = spread_evidence(conf_w, conf, t.p10_p90_min, alpha)
-    if narrow.violated:
+    narrow = spread_evidence(conf_w, conf, t.p10_p90_min, alpha) if estimate_spread < t.p10_p90_min else None
+    if narrow is not None and narrow.violated:
         fail("narrow_range", f"{subject}: confidence P10-P90 spread {narrow.estimate:.4f} in the {scope} is below "
                              f"{t.p10_p90_min} (upper bound {narrow.high:.4f})")
     hold_code = ACTIONS.index("HOLD")
-    hold = share_evidence(acts == hold_code, actions == hold_code, t.hold_dead_zone_max, "max", alpha)
-    if hold.violated:
+    hold = (share_evidence(acts == hold_code, actions == hold_code, t.hold_dead_zone_max, "max", alpha)
+            if counts[hold_code] / n > t.hold_dead_zone_max else None)
+    if hold is not None and hold.violated:
         zone = share_evidence((conf_w >= t.dead_zone_low) & (conf_w <= t.dead_zone_high),
                               (conf >= t.dead_zone_low) & (conf <= t.dead_zone_high), t.dead_zone_fraction,
                               "max", alpha)
@@ -191,14 +197,17 @@ def judge_cumulative_model(stats: ModelStats, actions: np.ndarray, conf: np.ndar
     if n == 0 or actions.shape[0] == 0:
         return out
     top = stats.top_action
-    majority = beyond_limit(stats.action_counts[top], n, t.majority_max, "max",
-                            n / tau(actions == ACTIONS.index(top)), alpha)
+    if stats.action_counts[top] / n > t.majority_max:
+        majority = beyond_limit(stats.action_counts[top], n, t.majority_max, "max",
+                                n / tau(actions == ACTIONS.index(top)), alpha)
+    else:
+        majority = Evidence(stats.action_counts[top] / n, 0.0, 1.0, False)
     if majority.violated and not _market_explains(majority, stats.action_counts[top], n, market,
                                                   ACTIONS.index(top)):
         out.append(Finding("majority_bias", FAIL,
                            f"{subject}: {top} is {_pct(majority.estimate)} of actions in the {scope} "
                            f"(limit {_pct(t.majority_max)}; lower bound {_pct(majority.low)})", subject, scope))
-    if math.isfinite(stats.conf_std):
+    if math.isfinite(stats.conf_std) and stats.conf_std < t.std_min:
         collapsed = std_evidence(conf[-window:], conf, t.std_min, alpha, variance=stats.conf_std ** 2, n=n)
         if collapsed.violated:
             out.append(Finding("collapsed_confidence", FAIL,
@@ -215,6 +224,8 @@ def judge_ensemble_window(shares: np.ndarray, hard: np.ndarray, window: int, fig
         return out
     scope = f"rolling window of {figures.events} events"
     for limit, side in ((t.agreement_min, "min"), (t.agreement_max, "max")):
+        if (figures.agreement >= limit) if side == "min" else (figures.agreement <= limit):
+            continue  # the estimate is inside the limit: no bound can be beyond it
         ev = mean_evidence(shares[-window:], shares, limit, side, alpha)
         if ev.violated:
             bound = f"upper bound {_pct(ev.high)}" if side == "min" else f"lower bound {_pct(ev.low)}"
@@ -222,8 +233,9 @@ def judge_ensemble_window(shares: np.ndarray, hard: np.ndarray, window: int, fig
                                f"ensemble: agreement {ev.estimate * 100:.1f} % is outside "
                                f"{t.agreement_min * 100:.0f}-{t.agreement_max * 100:.0f} % over {figures.events} "
                                f"events ({bound})", "ensemble", scope))
-    disagree = share_evidence(hard[-window:], hard, t.hard_disagree_max, "max", alpha)
-    if disagree.violated:
+    disagree = (share_evidence(hard[-window:], hard, t.hard_disagree_max, "max", alpha)
+                if figures.hard_disagree > t.hard_disagree_max else None)
+    if disagree is not None and disagree.violated:
         out.append(Finding("hard_disagree", FAIL,
                            f"ensemble: BUY and SELL in the same event in {_pct(disagree.estimate)} of "
                            f"{figures.events} events (limit {t.hard_disagree_max * 100:.0f} %; lower bound "
@@ -231,12 +243,19 @@ def judge_ensemble_window(shares: np.ndarray, hard: np.ndarray, window: int, fig
     return out
 
 
-def judge_canary_relative(figures: Mapping[str, ConsensusFigures], canary: str, *, alpha: float,
-                          events: int) -> list[Finding]:
-    """The relative rule for the canary: its hard disagreement with the others' consensus far above theirs."""
-    if canary not in figures:
+def judge_canary_relative(consensus: RollingConsensus, canary: str, *, alpha: float) -> list[Finding]:
+    """The relative rule for the canary: its hard disagreement with the others' consensus far above theirs
+    (no baseline before the cutover here, so the stricter margin)."""
+    rule = RelativeRule(alpha=alpha)
+    rates = {name: rate for name, rate in consensus.hard_rates().items() if not math.isnan(rate)}
+    others = [rate for name, rate in rates.items() if name != canary]
+    # The limit is at least the lowest other rate plus the margin and the bound at most the estimate, so
+    # below that nothing can be established and the effective sizes are not computed.
+    if canary not in rates or not others or rates[canary] <= min(others) + rule.margin_no_baseline:
         return []
-    mine = [ev for ev in relative_evidence(figures, None, RelativeRule(alpha=alpha)) if ev.name == canary]
+    figures: Mapping[str, ConsensusFigures] = consensus.figures()
+    mine = [ev for ev in relative_evidence(figures, None, rule) if ev.name == canary]
+    events = consensus.events
     return judge_relative(mine, scope=f"last {events} events")
 
 

@@ -15,7 +15,17 @@ from typing import Any
 
 import numpy as np
 
-from qtsafe.checks.consensus import ABSENT, NO_VOTE, ConsensusFigures, ConsensusSeries, leave_one_out, vote_matrix
+from qtsafe.checks.consensus import (
+    ABSENT,
+    AGREE_SIDE,
+    HARD,
+    NO_VOTE,
+    OUTCOME_NAMES,
+    ConsensusFigures,
+    ConsensusSeries,
+    leave_one_out,
+    vote_matrix,
+)
 from qtsafe.checks.ensemble import EnsembleFigures
 from qtsafe.checks.quality import ACTIONS, ModelStats, VoteDefects, model_stats
 from qtsafe.config import Thresholds
@@ -76,7 +86,7 @@ class RollingModel:
         keep = max(self.window, self.history)
         self.actions = np.concatenate([self.actions, action])[-keep:]
         self.conf = np.concatenate([self.conf, conf])[-keep:]
-        self.stamps = np.concatenate([self.stamps, stamps])[-keep:]
+        self.stamps = np.concatenate([self.stamps, stamps])[-self.window:]  # only the window's are read
 
     def recent(self, thresholds: Thresholds, newer_than_ms: int | None = None) -> ModelStats:
         actions, conf, stamps = (x[-self.window:] for x in (self.actions, self.conf, self.stamps))
@@ -218,6 +228,15 @@ class RollingConsensus:
             totals = np.bincount(agreed.astype(np.int64), minlength=3).astype(np.float64)
         total = float(totals.sum())
         return totals / total if total else None
+
+    def hard_rates(self) -> dict[str, float]:
+        """Each model's hard rate (hard / sided) in the buffer, without effective sizes: a cheap first look."""
+        out = {}
+        for name, codes in self.codes.items():
+            counts = np.bincount(codes.astype(np.int64), minlength=len(OUTCOME_NAMES))
+            sided = int(counts[AGREE_SIDE] + counts[HARD])
+            out[name] = counts[HARD] / sided if sided else float("nan")
+        return out
 
     def figures(self) -> dict[str, ConsensusFigures]:
         if not self.codes:

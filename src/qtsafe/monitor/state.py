@@ -203,8 +203,7 @@ class Watch:
             canary is None or self.events - 1 - canary.last_seen_event >= m.window_events
         ):
             violations.append(f"{self.model}: the canary is missing from the last {m.window_events} events")
-        violations += [f.message for f in judge_canary_relative(self.consensus.figures(), self.model, alpha=alpha,
-                                                                events=self.consensus.events)]
+        violations += [f.message for f in judge_canary_relative(self.consensus, self.model, alpha=alpha)]
         ensemble = self.ensemble.figures()
         if ensemble.events >= m.window_events:
             violations += [f.message for f in judge_ensemble_window(self.ensemble.shares, self.ensemble.hard,
