@@ -49,9 +49,11 @@ def wilson(hits: int, n: int, z: float = 1.96) -> tuple[float, float]:
 
 def _rule(violation: str) -> str:
     """The rule a violation names, without its figures (for counting first causes)."""
-    for words, rule in (("BUY and SELL", "ensemble hard disagreement"), ("agreement", "ensemble agreement"),
-                        ("% of actions", "majority share"), ("HOLD", "HOLD dead zone"), ("std", "collapsed std"),
-                        ("P90", "narrow range"), ("constant", "constant output"), ("telemetry", "telemetry lost")):
+    for words, rule in (("against the others' consensus", "relative hard disagreement"),
+                        ("BUY and SELL", "ensemble hard disagreement"), ("agreement", "ensemble agreement"),
+                        ("constant", "constant output"), ("% of actions", "majority share"),
+                        ("HOLD", "HOLD dead zone"), ("std", "collapsed std"), ("P90", "narrow range"),
+                        ("invalid", "invalid confidence"), ("telemetry", "telemetry lost")):
         if words in violation:
             return rule
     return violation[:40]

@@ -113,6 +113,9 @@ class Monitor:
     max_total_errors: int = _rule(5, "max", "Redis errors on this many ticks in all is a violation")
     heartbeat_max_age: float = _rule(180.0, "max", "seconds after which the watchdog treats the monitor as dead")
     end_grace: float = _rule(300.0, "max", "seconds past the end the monitor keeps checking for a clean final check")
+    alpha: float = _rule(0.05, "max", "false-alarm budget of a whole watch, spread over its planned checks")
+    history_events: int = _rule(1000, "max", "recent events kept to measure dependence (regimes outlast the window) "
+                                "and to judge the canary against the others")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -532,3 +535,5 @@ def _validate(settings: Settings) -> None:
         raise ConfigError("monitor.interval and monitor.duration must be positive")
     if not 0 <= settings.monitor.end_grace < math.inf:
         raise ConfigError("monitor.end_grace must be zero or more seconds")
+    if not 0 < settings.monitor.alpha < 0.5 or settings.monitor.history_events < 1:
+        raise ConfigError("monitor.alpha must be within (0, 0.5) and monitor.history_events at least 1")

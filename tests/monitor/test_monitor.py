@@ -69,8 +69,9 @@ def test_collapse_at_hour_three_rolls_back_within_a_tick(root: Root, activated, 
     # Collapse starts after check 181 (hour 3); the 200-event window (5 ticks of 40) is all-collapsed 5 later.
     collapse_tick = 181
     assert collapse_tick <= result.checks <= collapse_tick + 5
-    # Narrow range fires first, while the 200-event window is still partly healthy.
-    assert result.violations[0].startswith("patchtst: confidence P10-P90 spread"), result.violations
+    # A stuck confidence is hard evidence: the constant-output rule fires by value, at once, while the
+    # 200-event window is still partly healthy (P10 = P90 once ~90 % of it is stuck).
+    assert result.violations[0].startswith("patchtst: constant output"), result.violations
     assert result.rollback["status"] == "PASS"
     assert "systemctl daemon-reload" in root.verbs() and "systemctl restart" in root.verbs()
     assert not root.dropin.exists()

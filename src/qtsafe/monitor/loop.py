@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
+import math
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -136,7 +137,8 @@ def run_monitor(
         raise StateError(f"no active canary on {settings.unit}: nothing to monitor (see 'qtsafe canary status')")
     activated = stage_started_at(settings, canary)
     saved = load_saved(settings)
-    watch = Watch(settings, canary.canary_id, canary.model, activated, saved, stage=canary.stage)
+    looks = math.ceil((duration + settings.monitor.end_grace) / interval)  # the checks the alpha budget covers
+    watch = Watch(settings, canary.canary_id, canary.model, activated, saved, stage=canary.stage, looks=looks)
     try:
         return _watch(settings, source, watch, canary, clock, duration, interval, roll_back, stop_requested, emit)
     except Unrecorded as exc:

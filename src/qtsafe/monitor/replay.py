@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import math
 from typing import Any
 
 from qtsafe.config import Settings
@@ -69,7 +70,10 @@ def run_replay(settings: Settings, source: Source, from_id: str, to_id: str, *, 
         for entry in page:
             ms = int(entry[0].split(b"-", 1)[0])
             if watch is None:
-                watch = Watch(settings, f"replay-{from_id}", model, dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC))
+                # The alpha budget of one watch's checks; a longer range is judged as one watch after another.
+                looks = math.ceil((settings.monitor.duration + settings.monitor.end_grace) / seconds)
+                watch = Watch(settings, f"replay-{from_id}", model, dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC),
+                              looks=looks, repeat_schedule=True)
                 boundary = ms + step
             silent_until = (watch.last_event_ms or ms) + stall_ms + step
             while ms > boundary and boundary <= silent_until:

@@ -15,6 +15,17 @@ from typing import Any
 
 import numpy as np
 
+from qtsafe.checks.consensus import (
+    ABSENT,
+    AGREE_SIDE,
+    HARD,
+    NO_VOTE,
+    OUTCOME_NAMES,
+    ConsensusFigures,
+    ConsensusSeries,
+    leave_one_out,
+    vote_matrix,
+)
 from qtsafe.checks.ensemble import EnsembleFigures
 from qtsafe.checks.quality import ACTIONS, ModelStats, VoteDefects, model_stats
 from qtsafe.config import Thresholds
@@ -26,10 +37,12 @@ _EDGES = np.linspace(0.0, 1.0, 1001)
 
 @dataclasses.dataclass
 class RollingModel:
-    """One model since activation: the last ``window`` valid votes and cumulative counters."""
+    """One model since activation: the last ``history`` valid votes (the judged window is the newest
+    ``window`` of them; the longer history measures dependence) and cumulative counters."""
 
     name: str
     window: int
+    history: int = 0  # votes kept (at least ``window``); 0 means just the window
     actions: np.ndarray = dataclasses.field(default_factory=lambda: np.empty(0, np.int8))
     conf: np.ndarray = dataclasses.field(default_factory=lambda: np.empty(0, np.float64))
     stamps: np.ndarray = dataclasses.field(default_factory=lambda: np.empty(0, np.int64))
@@ -70,13 +83,15 @@ class RollingModel:
         bins = np.minimum(np.searchsorted(_EDGES, conf, side="right") - 1, BINS - 1)
         bins[conf > 1.0] = BINS - 1
         self.histogram += np.bincount(bins, minlength=BINS)
-        self.actions = np.concatenate([self.actions, action])[-self.window:]
-        self.conf = np.concatenate([self.conf, conf])[-self.window:]
-        self.stamps = np.concatenate([self.stamps, stamps])[-self.window:]
+        keep = max(self.window, self.history)
+        self.actions = np.concatenate([self.actions, action])[-keep:]
+        self.conf = np.concatenate([self.conf, conf])[-keep:]
+        self.stamps = np.concatenate([self.stamps, stamps])[-self.window:]  # only the window's are read
 
     def recent(self, thresholds: Thresholds, newer_than_ms: int | None = None) -> ModelStats:
-        keep = slice(None) if newer_than_ms is None else self.stamps >= newer_than_ms
-        return model_stats(self.actions[keep], self.conf[keep], thresholds)
+        actions, conf, stamps = (x[-self.window:] for x in (self.actions, self.conf, self.stamps))
+        keep = slice(None) if newer_than_ms is None else stamps >= newer_than_ms
+        return model_stats(actions[keep], conf[keep], thresholds)
 
     def cumulative(self) -> ModelStats:
         """Whole-since-activation figures from the counters (percentiles from the histogram)."""
@@ -102,7 +117,8 @@ class RollingModel:
     def to_state(self) -> dict[str, Any]:
         nonzero = np.flatnonzero(self.histogram)
         return {
-            "name": self.name, "window": self.window, "actions": self.actions.tolist(), "conf": self.conf.tolist(),
+            "name": self.name, "window": self.window, "history": self.history, "actions": self.actions.tolist(),
+            "conf": self.conf.tolist(),
             "stamps": self.stamps.tolist(), "n": self.n, "action_counts": self.action_counts, "total": self.total,
             "total_sq": self.total_sq, "histogram": {str(int(i)): int(self.histogram[i]) for i in nonzero},
             "present": self.present, "inactive": self.inactive, "above_one": self.above_one,
@@ -115,7 +131,8 @@ class RollingModel:
         for key, value in data["histogram"].items():
             histogram[int(key)] = int(value)
         return cls(
-            name=data["name"], window=int(data["window"]), actions=np.array(data["actions"], np.int8),
+            name=data["name"], window=int(data["window"]), history=int(data.get("history", 0)),
+            actions=np.array(data["actions"], np.int8),
             conf=np.array(data["conf"], np.float64), stamps=np.array(data["stamps"], np.int64), n=int(data["n"]),
             action_counts=[int(x) for x in data["action_counts"]], total=float(data["total"]),
             total_sq=float(data["total_sq"]), histogram=histogram, present=int(data["present"]),
@@ -126,9 +143,11 @@ class RollingModel:
 
 @dataclasses.dataclass
 class RollingEnsemble:
-    """Per-event plurality share and hard disagreement over the last ``window`` judged events."""
+    """Per-event plurality share and hard disagreement over the last ``window`` judged events (the last
+    ``history`` are kept, to measure dependence over longer than the window)."""
 
     window: int
+    history: int = 0
     shares: np.ndarray = dataclasses.field(default_factory=lambda: np.empty(0, np.float64))
     hard: np.ndarray = dataclasses.field(default_factory=lambda: np.empty(0, bool))
 
@@ -142,18 +161,100 @@ class RollingEnsemble:
             return
         share = counts[judged].max(axis=1) / voters[judged]
         hard = (counts[judged, 0] > 0) & (counts[judged, 1] > 0)
-        self.shares = np.concatenate([self.shares, share])[-self.window:]
-        self.hard = np.concatenate([self.hard, hard])[-self.window:]
+        keep = max(self.window, self.history)
+        self.shares = np.concatenate([self.shares, share])[-keep:]
+        self.hard = np.concatenate([self.hard, hard])[-keep:]
 
     def figures(self) -> EnsembleFigures:
-        n = int(self.shares.shape[0])
+        shares, hard = self.shares[-self.window:], self.hard[-self.window:]
+        n = int(shares.shape[0])
         if n == 0:
             return EnsembleFigures(0, float("nan"), float("nan"))
-        return EnsembleFigures(n, float(self.shares.mean()), float(np.count_nonzero(self.hard) / n))
+        return EnsembleFigures(n, float(shares.mean()), float(np.count_nonzero(hard) / n))
 
     def to_state(self) -> dict[str, Any]:
-        return {"window": self.window, "shares": self.shares.tolist(), "hard": self.hard.tolist()}
+        return {"window": self.window, "history": self.history, "shares": self.shares.tolist(),
+                "hard": self.hard.tolist()}
 
     @classmethod
     def from_state(cls, data: dict[str, Any]) -> RollingEnsemble:
-        return cls(int(data["window"]), np.array(data["shares"], np.float64), np.array(data["hard"], bool))
+        return cls(int(data["window"]), int(data.get("history", 0)), np.array(data["shares"], np.float64),
+                   np.array(data["hard"], bool))
+
+
+@dataclasses.dataclass
+class RollingConsensus:
+    """Each model's vote against the others' consensus (leave-one-out outcome codes) over the last ``window`` events.
+
+    Codes are computed per batch of new events (a consensus is per event, so batches need no overlap)
+    and kept per model, aligned by event: a model absent from an event has the ABSENT code there. The
+    others' plurality action in each of a model's events is kept too (``market``), with whole-watch
+    counts (``market_totals``): what the market made the others do while the model voted.
+    """
+
+    window: int
+    codes: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+    events: int = 0  # events in the buffer (at most ``window``)
+    market: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+    market_totals: dict[str, list[int]] = dataclasses.field(default_factory=dict)
+
+    def update(self, evaluated: int, columns: dict[str, ModelColumns]) -> None:
+        if evaluated == 0:
+            return
+        series = leave_one_out(vote_matrix(evaluated, columns))
+        batch = {name: j for j, name in enumerate(series.names)}
+        for name in set(self.codes) | set(batch):
+            j = batch.get(name)
+            codes = series.codes[j] if j is not None else np.full(evaluated, ABSENT, np.int8)
+            agreed = series.consensus[j] if j is not None else np.full(evaluated, NO_VOTE, np.int8)
+            agreed = np.where(codes == ABSENT, np.int8(NO_VOTE), agreed).astype(np.int8)
+            old = self.codes.get(name, np.full(self.events, ABSENT, np.int8))
+            self.codes[name] = np.concatenate([old, codes])[-self.window:]
+            old = self.market.get(name, np.full(self.events, NO_VOTE, np.int8))
+            self.market[name] = np.concatenate([old, agreed])[-self.window:]
+            counts = np.bincount(agreed[agreed >= 0].astype(np.int64), minlength=3)
+            totals = self.market_totals.get(name, [0, 0, 0])
+            self.market_totals[name] = [totals[k] + int(counts[k]) for k in range(3)]
+        self.events = min(self.events + evaluated, self.window)
+
+    def market_shares(self, name: str, votes: int | None = None) -> np.ndarray | None:
+        """Shares of BUY/SELL/HOLD in the others' consensus over the model's last ``votes`` events with one
+        (all since the watch began when None); None when there is no such event."""
+        if votes is None:
+            totals = np.array(self.market_totals.get(name, [0, 0, 0]), np.float64)
+        else:
+            agreed = self.market.get(name, np.empty(0, np.int8))
+            agreed = agreed[agreed >= 0][-votes:]
+            totals = np.bincount(agreed.astype(np.int64), minlength=3).astype(np.float64)
+        total = float(totals.sum())
+        return totals / total if total else None
+
+    def hard_rates(self) -> dict[str, float]:
+        """Each model's hard rate (hard / sided) in the buffer, without effective sizes: a cheap first look."""
+        out = {}
+        for name, codes in self.codes.items():
+            counts = np.bincount(codes.astype(np.int64), minlength=len(OUTCOME_NAMES))
+            sided = int(counts[AGREE_SIDE] + counts[HARD])
+            out[name] = counts[HARD] / sided if sided else float("nan")
+        return out
+
+    def figures(self) -> dict[str, ConsensusFigures]:
+        if not self.codes:
+            return {}
+        names = tuple(sorted(self.codes))
+        codes = np.stack([self.codes[name] for name in names])
+        series = ConsensusSeries(names, codes, np.empty((0, 0), np.int8))
+        return {name: series.figures(name) for name in names}
+
+    def to_state(self) -> dict[str, Any]:
+        return {"window": self.window, "events": self.events,
+                "codes": {name: codes.tolist() for name, codes in self.codes.items()},
+                "market": {name: agreed.tolist() for name, agreed in self.market.items()},
+                "market_totals": self.market_totals}
+
+    @classmethod
+    def from_state(cls, data: dict[str, Any]) -> RollingConsensus:
+        return cls(int(data["window"]), {name: np.array(codes, np.int8) for name, codes in data["codes"].items()},
+                   int(data["events"]),
+                   {name: np.array(agreed, np.int8) for name, agreed in data.get("market", {}).items()},
+                   {name: [int(x) for x in totals] for name, totals in data.get("market_totals", {}).items()})

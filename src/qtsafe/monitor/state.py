@@ -12,12 +12,18 @@ from typing import Any
 
 from qtsafe import __version__
 from qtsafe.canary import state as canary_state
-from qtsafe.checks.ensemble import judge_ensemble
-from qtsafe.checks.quality import FAIL, judge_defects, judge_stats
+from qtsafe.checks.dependence import AlphaSchedule
+from qtsafe.checks.quality import FAIL, judge_defects
 from qtsafe.config import Settings
 from qtsafe.errors import InputError, StateError, TelemetryError
 from qtsafe.fsio import append_jsonl, atomic_write_json
-from qtsafe.monitor.rolling import RollingEnsemble, RollingModel
+from qtsafe.monitor.evidence import (
+    judge_canary_relative,
+    judge_cumulative_model,
+    judge_ensemble_window,
+    judge_window_model,
+)
+from qtsafe.monitor.rolling import RollingConsensus, RollingEnsemble, RollingModel
 from qtsafe.monitor.stream import continuity_violations, stream_facts
 from qtsafe.telemetry.ids import MAX_ID, next_id, stream_id_for
 from qtsafe.telemetry.parse import Telemetry, TelemetryBuilder
@@ -84,8 +90,15 @@ class Watch:
     """Rolling state for one canary, fed from a source; pure apart from the reads it asks the source for."""
 
     def __init__(self, settings: Settings, canary_id: str, model: str, activated_at: dt.datetime,
-                 saved: dict[str, Any] | None = None, stage: float | None = None) -> None:
+                 saved: dict[str, Any] | None = None, stage: float | None = None, *,
+                 looks: int | None = None, repeat_schedule: bool = False) -> None:
         self.settings = settings
+        m = settings.monitor
+        # The watch's false-alarm budget over its planned checks (the grace past the end included), so 720
+        # looks at noisy windows do not add up to a near-certain false rollback.
+        planned = looks if looks is not None else math.ceil((m.duration + m.end_grace) / m.interval)
+        self.schedule = AlphaSchedule(m.alpha, max(int(planned), 1))
+        self.repeat_schedule = repeat_schedule  # a replay longer than a watch: each watch-length gets the budget
         self.canary_id = canary_id
         self.stage = stage
         self.model = model
@@ -103,7 +116,10 @@ class Watch:
         self.last_event_ms: int | None = saved["last_event_ms"] if saved else None
         self.models: dict[str, RollingModel] = (
             {name: RollingModel.from_state(data) for name, data in saved["models"].items()} if saved else {})
-        self.ensemble = RollingEnsemble.from_state(saved["ensemble"]) if saved else RollingEnsemble(window)
+        self.ensemble = (RollingEnsemble.from_state(saved["ensemble"]) if saved
+                         else RollingEnsemble(window, m.history_events))
+        self.consensus = (RollingConsensus.from_state(saved["consensus"]) if saved and "consensus" in saved
+                          else RollingConsensus(m.history_events))
         # The timeline lives in its own append-only file (one line a check), so saving the state every check
         # costs the same at check 700 as at check 1.
         self.timeline: list[dict[str, Any]] = list(saved.get("timeline", [])) if saved else []
@@ -127,9 +143,11 @@ class Watch:
         for name, columns in telemetry.models.items():
             rolling = self.models.get(name)
             if rolling is None:
-                rolling = self.models[name] = RollingModel(name, self.settings.monitor.window_events)
+                rolling = self.models[name] = RollingModel(name, self.settings.monitor.window_events,
+                                                           self.settings.monitor.history_events)
             rolling.update(columns, telemetry.event_ms, offset, telemetry.evaluated)
         self.ensemble.update(telemetry.votes)
+        self.consensus.update(telemetry.evaluated, telemetry.models)
         self.events += telemetry.evaluated
         if telemetry.evaluated:
             self.last_event_ms = int(telemetry.event_ms[-1])
@@ -137,6 +155,11 @@ class Watch:
             self.last_id = telemetry.last_id
 
     # -- judging -------------------------------------------------------------------------------
+    def alpha_now(self) -> float:
+        """The false-alarm budget of this check (0 past the planned checks of a live watch)."""
+        look = (self.checks - 1) % self.schedule.looks + 1 if self.repeat_schedule else self.checks
+        return self.schedule.for_look(look)
+
     def judge(self, now: dt.datetime) -> tuple[list[str], bool, dict[str, dict[str, Any]]]:
         """(violations, inconclusive, per-model figures) for the state as it stands."""
         t = self.settings.thresholds
@@ -144,19 +167,30 @@ class Watch:
         violations: list[str] = []
         inconclusive = False
         figures: dict[str, dict[str, Any]] = {}
+        alpha = self.alpha_now()
         for name, rolling in sorted(self.models.items()):
             findings = list(judge_defects(rolling.defects(), t, subject=name))
             recent = rolling.recent(t)
             state = "ok"
             if recent.n >= m.window_events:
-                findings += judge_stats(recent, t, subject=name, scope=f"rolling window of {recent.n} events",
-                                        min_events=None)
+                findings += judge_window_model(rolling.actions, rolling.conf, m.window_events, t, subject=name,
+                                               scope=f"rolling window of {recent.n} events", alpha=alpha,
+                                               market=self.consensus.market_shares(name, m.window_events))
+                kept = int(rolling.actions.shape[0])
+                if kept > m.window_events and kept >= m.history_events:
+                    # A persistent defect too mild for 200 votes to establish (a 92 % HOLD dead zone, a
+                    # narrow range with outliers) is established by the kept history of 1,000 votes.
+                    findings += judge_window_model(rolling.actions, rolling.conf, kept, t, subject=name,
+                                                   scope=f"last {kept} votes", alpha=alpha,
+                                                   market=self.consensus.market_shares(name, kept))
             else:
                 state = "inconclusive"
             if rolling.n >= t.min_events_canary:
-                findings += judge_stats(rolling.cumulative(), t, subject=name, scope="time since activation",
-                                        min_events=None)
-            failing = [f.message for f in findings if f.severity == FAIL]
+                findings += judge_cumulative_model(rolling.cumulative(), rolling.actions, rolling.conf,
+                                                   m.window_events, t, subject=name,
+                                                   scope="time since activation", alpha=alpha,
+                                                   market=self.consensus.market_shares(name))
+            failing = list(dict.fromkeys(f.message for f in findings if f.severity == FAIL))
             if failing:
                 state = "violation"
             violations += failing
@@ -169,9 +203,11 @@ class Watch:
             canary is None or self.events - 1 - canary.last_seen_event >= m.window_events
         ):
             violations.append(f"{self.model}: the canary is missing from the last {m.window_events} events")
+        violations += [f.message for f in judge_canary_relative(self.consensus, self.model, alpha=alpha)]
         ensemble = self.ensemble.figures()
         if ensemble.events >= m.window_events:
-            violations += [f.message for f in judge_ensemble(ensemble, t, severity=FAIL)]
+            violations += [f.message for f in judge_ensemble_window(self.ensemble.shares, self.ensemble.hard,
+                                                                    m.window_events, ensemble, t, alpha=alpha)]
         else:
             inconclusive = True
         last = (dt.datetime.fromtimestamp(self.last_event_ms / 1000, tz=dt.UTC) if self.last_event_ms is not None
@@ -247,6 +283,7 @@ class Watch:
                 "errors_total": self.errors_total, "errors_consecutive": self.errors_consecutive,
                 "events": self.events, "last_event_ms": self.last_event_ms,
                 "models": {k: v.to_state() for k, v in self.models.items()}, "ensemble": self.ensemble.to_state(),
+                "consensus": self.consensus.to_state(),
                 "last_tick_at": self.last_tick_at, "max_gap": self.max_gap, "stream_added": self.stream_added,
                 "qtsafe_version": __version__}
 
