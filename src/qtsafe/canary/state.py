@@ -320,7 +320,7 @@ def read_state(settings: Settings) -> CanaryState | None:
 def load_state(settings: Settings) -> dict[str, Any] | None:
     """The state as a plain dict (checked like :func:`read_state`), or None.
 
-    Kept for the monitor (and its tests), which read the dict; remove when it reads CanaryState.
+    The raw view, for tests and tools that compare files; the library reads :class:`CanaryState`.
     """
     state = read_state(settings)
     return None if state is None else state.to_dict()

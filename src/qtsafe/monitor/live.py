@@ -28,7 +28,8 @@ def canary_activated_at(canary: canary_state.ActiveCanary) -> dt.datetime:
 
 def stage_started_at(settings: Settings, canary: canary_state.ActiveCanary) -> dt.datetime:
     """Each stage is watched from when it began: activation, or the promotion to the current share."""
-    stages = (canary_state.load_state(settings) or {}).get("stages") or []
+    state = canary_state.read_state(settings)
+    stages = state.stages if state is not None else ()
     if stages and isinstance(stages[-1], dict) and stages[-1].get("at") and \
             float(stages[-1].get("share") or -1) == canary.stage:
         return parse_utc(str(stages[-1]["at"]))

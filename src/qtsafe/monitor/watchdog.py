@@ -34,20 +34,20 @@ def run_watchdog(settings: Settings, *, rollback_fn: RollbackFn | None = None,
     limit = settings.monitor.heartbeat_max_age
     canary = canary_state.active_canary(settings)
     if canary is None:
-        pending = canary_state.load_state(settings)
+        pending = canary_state.read_state(settings)
         if pending is None:
             return WatchdogResult(Status.PASS, "OK: no active canary; nothing to watch", None, None, None)
         # A canary stuck half-applied or half-rolled-back (its process died): nothing watches it. Repair it.
-        since = pending.get("started_at") or pending.get("activated_at")
-        stuck_for = (now - parse_utc(str(since))).total_seconds() if since else limit + 1
+        began = pending.started_at or pending.activated_at
+        stuck_for = (now - parse_utc(str(began))).total_seconds() if began else limit + 1
         if stuck_for <= limit:
-            return WatchdogResult(Status.WAIT, f"WAIT: a canary is {pending.get('phase')} since {since}; "
-                                               "checking again next run", pending.get("canary_id"), None, None)
-        why = f"a canary was left {pending.get('phase')} at step {pending.get('step')} since {since}"
+            return WatchdogResult(Status.WAIT, f"WAIT: a canary is {pending.phase} since {began}; "
+                                               "checking again next run", pending.canary_id, None, None)
+        why = f"a canary was left {pending.phase} at step {pending.step} since {began}"
         data, verified, summary = _watchdog_rollback(settings, roll_back, why)
         return WatchdogResult(Status.FAIL, f"FAIL: {why}; " + ("repaired by rollback" if verified else
                                                                f"ROLLBACK FAILED - {summary}"),
-                              pending.get("canary_id"), None, data)
+                              pending.canary_id, None, data)
     beat, age, problem = canary_state.read_heartbeat(settings)
     last = _last_monitor_record(settings, canary)
     if last is not None and last.get("action") == "monitoring_completed" and last.get("result") == "safe":
