@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from qtsafe.checks.dependence import critical_z, effective_sample_size, wilson_bounds
+from qtsafe.checks.special import binomial_cdf, binomial_sf
 from qtsafe.status import Status
 
 
@@ -22,13 +23,11 @@ def mcnemar_exact(canary_only: int, baseline_only: int) -> tuple[float, float]:
     Under "equally good" each discordant pair is the canary's hit with probability 1/2, so canary_only ~
     Binomial(canary_only + baseline_only, 1/2). Two-sided p = min(1, 2 * the smaller tail).
     """
-    from scipy.stats import binom  # lazy: the gates start fast
-
     discordant = canary_only + baseline_only
     if discordant == 0:
         return 1.0, 1.0
-    lower = float(binom.cdf(canary_only, discordant, 0.5))
-    upper = float(binom.sf(canary_only - 1, discordant, 0.5))
+    lower = binomial_cdf(canary_only, discordant, 0.5)
+    upper = binomial_sf(canary_only - 1, discordant, 0.5)
     return min(1.0, 2.0 * min(lower, upper)), lower
 
 
