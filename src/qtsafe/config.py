@@ -116,6 +116,8 @@ class Monitor:
     alpha: float = _rule(0.05, "max", "false-alarm budget of a whole watch, spread over its planned checks")
     history_events: int = _rule(1000, "max", "recent events kept to measure dependence (regimes outlast the window) "
                                 "and to judge the canary against the others")
+    agreement_batch: float = _rule(900.0, "max", "seconds of stream time per batch of the whole-watch agreement rule "
+                                   "(batch means; longer than a market regime)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -537,3 +539,6 @@ def _validate(settings: Settings) -> None:
         raise ConfigError("monitor.end_grace must be zero or more seconds")
     if not 0 < settings.monitor.alpha < 0.5 or settings.monitor.history_events < 1:
         raise ConfigError("monitor.alpha must be within (0, 0.5) and monitor.history_events at least 1")
+    if not 60.0 <= settings.monitor.agreement_batch <= 86_400.0:
+        raise ConfigError(f"monitor.agreement_batch must be within 60..86400 seconds, got "
+                          f"{settings.monitor.agreement_batch}")

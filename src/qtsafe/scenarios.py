@@ -19,11 +19,14 @@ SCENARIOS: dict[str, str] = {
     "backwards": "patchtst reads its signal backwards: BUY where the others see SELL, healthy shape",
     "random": "patchtst ignores its inputs: random actions, a wide spread of confidences",
     "stalled": "healthy output, but the newest event is 30 minutes old",
+    "copies": "lgbm and nhits repeat xgb's votes (one model file copied into every slot): agreement ~100 %",
+    "shared-bias": "every model says BUY in ~80 % of events (a broken shared feature pushes all of them one way)",
 }
 # The model each defect hits unless --target says otherwise ("disagreeing" hits every voting model).
 DEFAULT_TARGET = {"collapsed": "patchtst", "late-collapse": "patchtst", "constant": "patchtst",
                   "majority-bias": "xgb", "hold-dead-zone": "nhits", "narrow": "lgbm", "nan-burst": "xgb",
                   "inactive-model": "nhits", "backwards": "patchtst", "random": "patchtst"}
+# "copies" and "shared-bias" hit every voting model (--target names the one the others copy, or the one biased).
 MARKETS: dict[str, str] = {
     "plain": "each symbol's signal decorrelates within about a minute (AR(1), 60 s); no market-wide moves",
     "regimes": "each symbol's signal persists for minutes (AR(1), 5 min) and market-wide regimes (direction "

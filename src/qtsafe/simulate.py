@@ -201,6 +201,16 @@ def generate(
     elif scenario == "backwards":
         flipped = _actions(-reading[who], _THRESHOLD[who])
         actions[who] = np.where(hit, flipped, actions[who]).astype(np.int8)
+    elif scenario == "copies":
+        source = target or "xgb"
+        for m in _VOTERS:
+            if m != source:
+                actions[m] = np.where(hit, actions[source], actions[m]).astype(np.int8)
+                conf[m] = np.where(hit, conf[source], conf[m])
+    elif scenario == "shared-bias":
+        pushed = hit & (rng.random(events) < 0.80)  # one broken feature: the same events push every model
+        for m in (target,) if target else MODELS:
+            actions[m] = np.where(pushed, 0, actions[m]).astype(np.int8)
     elif scenario == "random":
         independent = rng.integers(0, 3, events).astype(np.int8)
         actions[who] = np.where(hit, independent, actions[who]).astype(np.int8)

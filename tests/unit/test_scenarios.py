@@ -29,6 +29,9 @@ TABLE = {
     # A healthy shape with a wrong mind: only the relative rule (issue 12) fails these.
     "backwards": (Status.FAIL, ("patchtst", "relative_hard_disagree"), Status.NO_GO),
     "random": (Status.FAIL, ("patchtst", "relative_hard_disagree"), Status.NO_GO),
+    # Fleet-wide failures: the gate judges models one by one (copies pass it), the scoreboard the ensemble.
+    "copies": (Status.PASS, None, Status.WAIT),
+    "shared-bias": (Status.FAIL, ("xgb", "majority_bias"), Status.NO_GO),
 }
 
 

@@ -23,12 +23,20 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from qtsafe.checks.consensus import ConsensusFigures, RelativeRule, judge_relative, relative_evidence
+from qtsafe.checks.consensus import (
+    ConsensusFigures,
+    RelativeRule,
+    fleiss_kappa,
+    judge_relative,
+    relative_evidence,
+)
 from qtsafe.checks.dependence import Evidence, beyond_limit, critical_z, effective_sample_size, wilson_bounds
 from qtsafe.checks.ensemble import EnsembleFigures
 from qtsafe.checks.quality import ACTIONS, FAIL, Finding, ModelStats
+from qtsafe.checks.special import student_t_quantile
 from qtsafe.config import Thresholds
 from qtsafe.monitor.rolling import RollingConsensus
+from qtsafe.timeutil import format_duration
 
 
 def _pct(value: float) -> str:
@@ -216,9 +224,20 @@ def judge_cumulative_model(stats: ModelStats, actions: np.ndarray, conf: np.ndar
     return out
 
 
+COPY_KAPPA = 0.80  # chance-corrected agreement above which agreeing models are copies, not a market move
+MIN_BATCHES = 4  # completed batches before the sustained agreement rule can judge
+JUDGED_BATCHES = 4  # the newest completed batches it judges (1 h of 15-minute batches)
+
+
 def judge_ensemble_window(shares: np.ndarray, hard: np.ndarray, window: int, figures: EnsembleFigures,
-                          t: Thresholds, *, alpha: float) -> list[Finding]:
-    """Agreement bounds and hard disagreement over the newest ``window`` judged events, with evidence."""
+                          t: Thresholds, *, alpha: float, votes: np.ndarray | None = None) -> list[Finding]:
+    """Agreement bounds and hard disagreement over the newest ``window`` judged events, with evidence.
+
+    Agreement established above the upper limit is the market's, not a violation, when the chance-corrected
+    agreement (Fleiss' kappa of the window's ``votes``) is at most :data:`COPY_KAPPA`: a direction regime
+    skews every model's action shares the same way, so they agree without having become copies of one
+    another. A persistent over-agreement is judged over the whole watch (:func:`judge_ensemble_batches`).
+    Without the window's votes (a watch resumed from an older state) nothing is excused."""
     out: list[Finding] = []
     if figures.events == 0:
         return out
@@ -227,12 +246,22 @@ def judge_ensemble_window(shares: np.ndarray, hard: np.ndarray, window: int, fig
         if (figures.agreement >= limit) if side == "min" else (figures.agreement <= limit):
             continue  # the estimate is inside the limit: no bound can be beyond it
         ev = mean_evidence(shares[-window:], shares, limit, side, alpha)
-        if ev.violated:
-            bound = f"upper bound {_pct(ev.high)}" if side == "min" else f"lower bound {_pct(ev.low)}"
-            out.append(Finding("ensemble_agreement", FAIL,
-                               f"ensemble: agreement {ev.estimate * 100:.1f} % is outside "
-                               f"{t.agreement_min * 100:.0f}-{t.agreement_max * 100:.0f} % over {figures.events} "
-                               f"events ({bound})", "ensemble", scope))
+        if not ev.violated:
+            continue
+        bound = f"upper bound {_pct(ev.high)}" if side == "min" else f"lower bound {_pct(ev.low)}"
+        copies = ""
+        if side == "max":
+            window_votes = votes[-window:] if votes is not None else None
+            kappa = (fleiss_kappa(window_votes).kappa if window_votes is not None and window_votes.shape[0] >= window
+                     else float("nan"))
+            if math.isfinite(kappa) and kappa <= COPY_KAPPA:
+                continue  # every model's shares moved together: a regime, not copies
+            copies = (f", Fleiss' kappa {kappa:.2f} > {COPY_KAPPA:.2f}: the models agree beyond their own action "
+                      "shares" if math.isfinite(kappa) else "")
+        out.append(Finding("ensemble_agreement", FAIL,
+                           f"ensemble: agreement {ev.estimate * 100:.1f} % is outside "
+                           f"{t.agreement_min * 100:.0f}-{t.agreement_max * 100:.0f} % over {figures.events} "
+                           f"events ({bound}{copies})", "ensemble", scope))
     disagree = (share_evidence(hard[-window:], hard, t.hard_disagree_max, "max", alpha)
                 if figures.hard_disagree > t.hard_disagree_max else None)
     if disagree is not None and disagree.violated:
@@ -240,6 +269,43 @@ def judge_ensemble_window(shares: np.ndarray, hard: np.ndarray, window: int, fig
                            f"ensemble: BUY and SELL in the same event in {_pct(disagree.estimate)} of "
                            f"{figures.events} events (limit {t.hard_disagree_max * 100:.0f} %; lower bound "
                            f"{_pct(disagree.low)})", "ensemble", scope))
+    return out
+
+
+def batch_evidence(means: np.ndarray, limit: float, side: str, alpha: float) -> Evidence:
+    """Batch means: the mean of the newest k <= :data:`JUDGED_BATCHES` batch means against a limit with
+    Student's t on k - 1 degrees of freedom, one-sided at 1 - alpha. Batches longer than a regime are nearly
+    independent, so their spread measures the uncertainty of the mean directly (no autocorrelation model
+    needed). Fewer than :data:`MIN_BATCHES` batches, or no alpha, judge nothing."""
+    means = means[-JUDGED_BATCHES:]
+    k = int(means.shape[0])
+    if k < MIN_BATCHES or alpha <= 0.0:
+        return Evidence(float(means.mean()) if k else float("nan"), float("-inf"), float("inf"), False)
+    mean, sd = float(means.mean()), float(means.std(ddof=1))
+    half = student_t_quantile(1.0 - alpha, k - 1) * sd / math.sqrt(k) if sd > 0.0 else 0.0
+    low, high = mean - half, mean + half
+    return Evidence(mean, low, high, low > limit if side == "max" else high < limit)
+
+
+def judge_ensemble_batches(means: np.ndarray, batch_seconds: float, t: Thresholds, *,
+                           alpha: float) -> list[Finding]:
+    """The agreement limits sustained over the newest :data:`JUDGED_BATCHES` completed batches of stream time
+    (an hour by default): a shared over-agreement (every model pushed the same way, hour after hour) that no
+    200-event window can tell from a regime is established here, as is a sustained under-agreement."""
+    out: list[Finding] = []
+    judged = min(int(means.shape[0]), JUDGED_BATCHES)
+    recent = float(means[-judged:].mean()) if judged else float("nan")
+    for limit, side in ((t.agreement_min, "min"), (t.agreement_max, "max")):
+        if not (recent < limit if side == "min" else recent > limit):
+            continue  # the estimate is inside the limit: no bound can be beyond it
+        ev = batch_evidence(means, limit, side, alpha)
+        if ev.violated:
+            bound = f"upper bound {_pct(ev.high)}" if side == "min" else f"lower bound {_pct(ev.low)}"
+            out.append(Finding("ensemble_agreement", FAIL,
+                               f"ensemble: agreement {ev.estimate * 100:.1f} % over the last {judged} batches of "
+                               f"{format_duration(batch_seconds)} is outside "
+                               f"{t.agreement_min * 100:.0f}-{t.agreement_max * 100:.0f} % ({bound}; batch means)",
+                               "ensemble", f"last {judged} batches"))
     return out
 
 
@@ -259,5 +325,6 @@ def judge_canary_relative(consensus: RollingConsensus, canary: str, *, alpha: fl
     return judge_relative(mine, scope=f"last {events} events")
 
 
-__all__ = ["judge_canary_relative", "judge_cumulative_model", "judge_ensemble_window", "judge_window_model",
+__all__ = ["COPY_KAPPA", "MIN_BATCHES", "batch_evidence", "judge_canary_relative", "judge_cumulative_model",
+           "judge_ensemble_batches", "judge_ensemble_window", "judge_window_model",
            "mean_evidence", "n_eff", "share_evidence", "spread_evidence", "std_evidence", "tau"]

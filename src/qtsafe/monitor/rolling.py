@@ -141,17 +141,28 @@ class RollingModel:
         )
 
 
+MAX_BATCHES = 96  # the whole-watch agreement rule keeps the newest 96 batches (24 h of 15-minute batches)
+
+
 @dataclasses.dataclass
 class RollingEnsemble:
     """Per-event plurality share and hard disagreement over the last ``window`` judged events (the last
-    ``history`` are kept, to measure dependence over longer than the window)."""
+    ``history`` are kept, to measure dependence over longer than the window), the window's vote counts (for
+    the chance-corrected agreement) and, for the whole-watch agreement rule, the sum and count of the shares
+    in batches of ``batch_ms`` of stream time since the first judged event."""
 
     window: int
     history: int = 0
     shares: np.ndarray = dataclasses.field(default_factory=lambda: np.empty(0, np.float64))
     hard: np.ndarray = dataclasses.field(default_factory=lambda: np.empty(0, bool))
+    votes: np.ndarray = dataclasses.field(default_factory=lambda: np.empty((0, 3), np.int16))
+    batch_ms: int = 900_000
+    origin_ms: int | None = None
+    first_batch: int = 0  # the batch number of batch_sums[0] (older batches beyond MAX_BATCHES are dropped)
+    batch_sums: list[float] = dataclasses.field(default_factory=list)
+    batch_counts: list[int] = dataclasses.field(default_factory=list)
 
-    def update(self, votes: np.ndarray) -> None:
+    def update(self, votes: np.ndarray, event_ms: np.ndarray | None = None) -> None:
         if votes.size == 0:
             return
         counts = votes.astype(np.int64)
@@ -164,6 +175,36 @@ class RollingEnsemble:
         keep = max(self.window, self.history)
         self.shares = np.concatenate([self.shares, share])[-keep:]
         self.hard = np.concatenate([self.hard, hard])[-keep:]
+        self.votes = np.concatenate([self.votes, counts[judged, :3].astype(np.int16)])[-self.window:]
+        if event_ms is not None:
+            self._add_batches(share, np.asarray(event_ms, dtype=np.int64)[judged])
+
+    def _add_batches(self, share: np.ndarray, ms: np.ndarray) -> None:
+        if self.origin_ms is None:
+            self.origin_ms = int(ms[0])
+        number = np.maximum((ms - self.origin_ms) // self.batch_ms, 0) - self.first_batch
+        number = np.maximum(number, 0)  # an event older than the kept batches joins the oldest one
+        size = int(number.max()) + 1
+        if size > len(self.batch_sums):
+            grow = size - len(self.batch_sums)
+            self.batch_sums += [0.0] * grow
+            self.batch_counts += [0] * grow
+        sums = np.bincount(number, weights=share, minlength=size)
+        counts = np.bincount(number, minlength=size)
+        for i in np.flatnonzero(counts):
+            self.batch_sums[i] += float(sums[i])
+            self.batch_counts[i] += int(counts[i])
+        drop = len(self.batch_sums) - MAX_BATCHES
+        if drop > 0:
+            del self.batch_sums[:drop], self.batch_counts[:drop]
+            self.first_batch += drop
+
+    def batch_means(self, *, min_events: int = 30) -> np.ndarray:
+        """Mean share of each completed batch (the newest, still filling, is left out) with at least
+        ``min_events`` judged events: a quiet batch carries too little to count as one observation."""
+        sums, counts = np.array(self.batch_sums[:-1]), np.array(self.batch_counts[:-1])
+        full = counts >= min_events
+        return sums[full] / counts[full] if full.any() else np.empty(0)
 
     def figures(self) -> EnsembleFigures:
         shares, hard = self.shares[-self.window:], self.hard[-self.window:]
@@ -174,12 +215,19 @@ class RollingEnsemble:
 
     def to_state(self) -> dict[str, Any]:
         return {"window": self.window, "history": self.history, "shares": self.shares.tolist(),
-                "hard": self.hard.tolist()}
+                "hard": self.hard.tolist(), "votes": self.votes.tolist(), "batch_ms": self.batch_ms,
+                "origin_ms": self.origin_ms, "first_batch": self.first_batch, "batch_sums": self.batch_sums,
+                "batch_counts": self.batch_counts}
 
     @classmethod
-    def from_state(cls, data: dict[str, Any]) -> RollingEnsemble:
+    def from_state(cls, data: dict[str, Any], batch_ms: int = 900_000) -> RollingEnsemble:
+        """A saved ensemble; one saved before the votes and batches were kept resumes without them (the
+        chance-corrected agreement fills within a window, the batches start at the next event)."""
+        votes = np.array(data.get("votes", []), np.int16).reshape(-1, 3)
         return cls(int(data["window"]), int(data.get("history", 0)), np.array(data["shares"], np.float64),
-                   np.array(data["hard"], bool))
+                   np.array(data["hard"], bool), votes, int(data.get("batch_ms", batch_ms)),
+                   data.get("origin_ms"), int(data.get("first_batch", 0)),
+                   [float(x) for x in data.get("batch_sums", [])], [int(x) for x in data.get("batch_counts", [])])
 
 
 @dataclasses.dataclass

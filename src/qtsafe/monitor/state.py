@@ -20,6 +20,7 @@ from qtsafe.fsio import append_jsonl, atomic_write_json
 from qtsafe.monitor.evidence import (
     judge_canary_relative,
     judge_cumulative_model,
+    judge_ensemble_batches,
     judge_ensemble_window,
     judge_window_model,
 )
@@ -98,6 +99,9 @@ class Watch:
         # looks at noisy windows do not add up to a near-certain false rollback.
         planned = looks if looks is not None else math.ceil((m.duration + m.end_grace) / m.interval)
         self.schedule = AlphaSchedule(m.alpha, max(int(planned), 1))
+        # The whole-watch agreement statistic changes only when a batch completes: its looks are the planned
+        # batches, not the checks (looking at the same figure again spends no new chance of a false alarm).
+        self.batch_looks = max(math.ceil(max(int(planned), 1) * m.interval / m.agreement_batch), 1)
         self.repeat_schedule = repeat_schedule  # a replay longer than a watch: each watch-length gets the budget
         self.canary_id = canary_id
         self.stage = stage
@@ -116,8 +120,9 @@ class Watch:
         self.last_event_ms: int | None = saved["last_event_ms"] if saved else None
         self.models: dict[str, RollingModel] = (
             {name: RollingModel.from_state(data) for name, data in saved["models"].items()} if saved else {})
-        self.ensemble = (RollingEnsemble.from_state(saved["ensemble"]) if saved
-                         else RollingEnsemble(window, m.history_events))
+        batch_ms = int(m.agreement_batch * 1000)
+        self.ensemble = (RollingEnsemble.from_state(saved["ensemble"], batch_ms) if saved
+                         else RollingEnsemble(window, m.history_events, batch_ms=batch_ms))
         self.consensus = (RollingConsensus.from_state(saved["consensus"]) if saved and "consensus" in saved
                           else RollingConsensus(m.history_events))
         # The timeline lives in its own append-only file (one line a check), so saving the state every check
@@ -146,7 +151,7 @@ class Watch:
                 rolling = self.models[name] = RollingModel(name, self.settings.monitor.window_events,
                                                            self.settings.monitor.history_events)
             rolling.update(columns, telemetry.event_ms, offset, telemetry.evaluated)
-        self.ensemble.update(telemetry.votes)
+        self.ensemble.update(telemetry.votes, telemetry.event_ms)
         self.consensus.update(telemetry.evaluated, telemetry.models)
         self.events += telemetry.evaluated
         if telemetry.evaluated:
@@ -159,6 +164,10 @@ class Watch:
         """The false-alarm budget of this check (0 past the planned checks of a live watch)."""
         look = (self.checks - 1) % self.schedule.looks + 1 if self.repeat_schedule else self.checks
         return self.schedule.for_look(look)
+
+    def batch_alpha(self) -> float:
+        """The budget of the whole-watch agreement rule at each completed batch (0 when the checks have none)."""
+        return self.settings.monitor.alpha / self.batch_looks if self.alpha_now() > 0.0 else 0.0
 
     def judge(self, now: dt.datetime) -> tuple[list[str], bool, dict[str, dict[str, Any]]]:
         """(violations, inconclusive, per-model figures) for the state as it stands."""
@@ -207,9 +216,12 @@ class Watch:
         ensemble = self.ensemble.figures()
         if ensemble.events >= m.window_events:
             violations += [f.message for f in judge_ensemble_window(self.ensemble.shares, self.ensemble.hard,
-                                                                    m.window_events, ensemble, t, alpha=alpha)]
+                                                                    m.window_events, ensemble, t, alpha=alpha,
+                                                                    votes=self.ensemble.votes)]
         else:
             inconclusive = True
+        violations += [f.message for f in judge_ensemble_batches(self.ensemble.batch_means(), m.agreement_batch, t,
+                                                                 alpha=self.batch_alpha())]
         last = (dt.datetime.fromtimestamp(self.last_event_ms / 1000, tz=dt.UTC) if self.last_event_ms is not None
                 else self.activated_at)
         silent = (now - last).total_seconds()
