@@ -286,3 +286,32 @@ def test_an_event_in_the_activation_second_but_before_it_is_not_the_canarys(root
     clock = FastClock(start, producer(fake_redis, start=start))
     result = run(activated, fake_redis, clock, interval=60, duration=600)
     assert result.events == 10 * PER_TICK  # not one more
+
+
+@pytest.mark.parametrize("damage", ["conf", "models", "window"])
+def test_a_malformed_saved_state_is_a_one_line_state_error(root: Root, activated, fake_redis, damage) -> None:
+    """Valid JSON that is not a watch (an array that does not decode, a wrong type, a missing field) is refused
+    with the path and how to recover; the file is left as it was for the operator to look at."""
+    start = activated["at"]
+    feed = producer(fake_redis, start=start)
+
+    def crash_at_tick_3(clock: FastClock, before: dt.datetime) -> None:
+        feed(clock, before)
+        if clock.sleeps == 3:
+            raise Crash()
+
+    with pytest.raises(Crash):
+        run(activated, fake_redis, FastClock(start, crash_at_tick_3), interval=60)
+    path = mon.monitor_state_path(activated["settings"])
+    saved = json.loads(path.read_text())
+    if damage == "conf":
+        saved["models"]["xgb"]["conf"] = "<f8:not base64!"
+    elif damage == "models":
+        saved["models"] = 5
+    else:
+        del saved["ensemble"]["window"]
+    path.write_text(json.dumps(saved))
+    before = path.read_bytes()
+    with pytest.raises(StateError, match="is malformed .*move it aside"):
+        run(activated, fake_redis, FastClock(start, feed), interval=60)
+    assert path.read_bytes() == before

@@ -37,6 +37,7 @@ from qtsafe.monitor.state import (
     clear_saved,
     load_saved,
     load_timeline,
+    monitor_state_path,
     monitor_timeline_path,
     record_tick,
 )
@@ -138,7 +139,13 @@ def run_monitor(
     activated = stage_started_at(settings, canary)
     saved = load_saved(settings)
     looks = math.ceil((duration + settings.monitor.end_grace) / interval)  # the checks the alpha budget covers
-    watch = Watch(settings, canary.canary_id, canary.model, activated, saved, stage=canary.stage, looks=looks)
+    try:
+        watch = Watch(settings, canary.canary_id, canary.model, activated, saved, stage=canary.stage, looks=looks)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        # Valid JSON whose content is not a watch (a field missing, an array that does not decode): never
+        # guessed around, and never a traceback.
+        raise StateError(f"monitor state {monitor_state_path(settings)} is malformed ({type(exc).__name__}: "
+                         f"{' '.join(str(exc).split())[:120]}); move it aside to start a fresh window") from exc
     try:
         return _watch(settings, source, watch, canary, clock, duration, interval, roll_back, stop_requested, emit)
     except Unrecorded as exc:

@@ -9,6 +9,7 @@ last N votes exactly (ring arrays), judged with the same code as the gate.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import math
 from typing import Any
@@ -33,6 +34,23 @@ from qtsafe.telemetry.parse import BAD_VOTE_KINDS, INVALID_KINDS, ModelColumns
 
 BINS = 1001  # [0, 0.001), ..., [0.999, 1.0], and one bin for values above 1
 _EDGES = np.linspace(0.0, 1.0, 1001)
+
+
+def pack(values: np.ndarray) -> str:
+    """An array as ``"<dtype>:<base64 of its bytes>"``: exact (float64 bit for bit), and a few kilobytes where a
+    JSON list of 1,000 confidences is twenty and, pretty-printed a number a line, much slower to write."""
+    array = np.ascontiguousarray(values)
+    return f"{array.dtype.str}:{base64.b64encode(array.tobytes()).decode('ascii')}"
+
+
+def unpack(value: Any, dtype: Any) -> np.ndarray:
+    """An array saved by :func:`pack`, or as a JSON list by a version before it."""
+    if isinstance(value, str):
+        kind, _, data = value.partition(":")
+        if np.dtype(kind) != np.dtype(dtype).newbyteorder("<") and np.dtype(kind) != np.dtype(dtype):
+            raise ValueError(f"saved array of {kind}, expected {np.dtype(dtype).str}")
+        return np.frombuffer(base64.b64decode(data, validate=True), dtype=np.dtype(kind)).astype(dtype)
+    return np.array(value, dtype)
 
 
 @dataclasses.dataclass
@@ -117,9 +135,9 @@ class RollingModel:
     def to_state(self) -> dict[str, Any]:
         nonzero = np.flatnonzero(self.histogram)
         return {
-            "name": self.name, "window": self.window, "history": self.history, "actions": self.actions.tolist(),
-            "conf": self.conf.tolist(),
-            "stamps": self.stamps.tolist(), "n": self.n, "action_counts": self.action_counts, "total": self.total,
+            "name": self.name, "window": self.window, "history": self.history, "actions": pack(self.actions),
+            "conf": pack(self.conf),
+            "stamps": pack(self.stamps), "n": self.n, "action_counts": self.action_counts, "total": self.total,
             "total_sq": self.total_sq, "histogram": {str(int(i)): int(self.histogram[i]) for i in nonzero},
             "present": self.present, "inactive": self.inactive, "above_one": self.above_one,
             "invalid": self.invalid, "bad": self.bad, "last_seen_event": self.last_seen_event,
@@ -132,8 +150,8 @@ class RollingModel:
             histogram[int(key)] = int(value)
         return cls(
             name=data["name"], window=int(data["window"]), history=int(data.get("history", 0)),
-            actions=np.array(data["actions"], np.int8),
-            conf=np.array(data["conf"], np.float64), stamps=np.array(data["stamps"], np.int64), n=int(data["n"]),
+            actions=unpack(data["actions"], np.int8),
+            conf=unpack(data["conf"], np.float64), stamps=unpack(data["stamps"], np.int64), n=int(data["n"]),
             action_counts=[int(x) for x in data["action_counts"]], total=float(data["total"]),
             total_sq=float(data["total_sq"]), histogram=histogram, present=int(data["present"]),
             inactive=int(data["inactive"]), above_one=int(data["above_one"]), invalid=dict(data["invalid"]),
@@ -214,8 +232,8 @@ class RollingEnsemble:
         return EnsembleFigures(n, float(shares.mean()), float(np.count_nonzero(hard) / n))
 
     def to_state(self) -> dict[str, Any]:
-        return {"window": self.window, "history": self.history, "shares": self.shares.tolist(),
-                "hard": self.hard.tolist(), "votes": self.votes.tolist(), "batch_ms": self.batch_ms,
+        return {"window": self.window, "history": self.history, "shares": pack(self.shares),
+                "hard": pack(self.hard), "votes": pack(self.votes.reshape(-1)), "batch_ms": self.batch_ms,
                 "origin_ms": self.origin_ms, "first_batch": self.first_batch, "batch_sums": self.batch_sums,
                 "batch_counts": self.batch_counts}
 
@@ -223,9 +241,9 @@ class RollingEnsemble:
     def from_state(cls, data: dict[str, Any], batch_ms: int = 900_000) -> RollingEnsemble:
         """A saved ensemble; one saved before the votes and batches were kept resumes without them (the
         chance-corrected agreement fills within a window, the batches start at the next event)."""
-        votes = np.array(data.get("votes", []), np.int16).reshape(-1, 3)
-        return cls(int(data["window"]), int(data.get("history", 0)), np.array(data["shares"], np.float64),
-                   np.array(data["hard"], bool), votes, int(data.get("batch_ms", batch_ms)),
+        votes = unpack(data.get("votes", []), np.int16).reshape(-1, 3)
+        return cls(int(data["window"]), int(data.get("history", 0)), unpack(data["shares"], np.float64),
+                   unpack(data["hard"], bool), votes, int(data.get("batch_ms", batch_ms)),
                    data.get("origin_ms"), int(data.get("first_batch", 0)),
                    [float(x) for x in data.get("batch_sums", [])], [int(x) for x in data.get("batch_counts", [])])
 
@@ -296,13 +314,13 @@ class RollingConsensus:
 
     def to_state(self) -> dict[str, Any]:
         return {"window": self.window, "events": self.events,
-                "codes": {name: codes.tolist() for name, codes in self.codes.items()},
-                "market": {name: agreed.tolist() for name, agreed in self.market.items()},
+                "codes": {name: pack(codes) for name, codes in self.codes.items()},
+                "market": {name: pack(agreed) for name, agreed in self.market.items()},
                 "market_totals": self.market_totals}
 
     @classmethod
     def from_state(cls, data: dict[str, Any]) -> RollingConsensus:
-        return cls(int(data["window"]), {name: np.array(codes, np.int8) for name, codes in data["codes"].items()},
+        return cls(int(data["window"]), {name: unpack(codes, np.int8) for name, codes in data["codes"].items()},
                    int(data["events"]),
-                   {name: np.array(agreed, np.int8) for name, agreed in data.get("market", {}).items()},
+                   {name: unpack(agreed, np.int8) for name, agreed in data.get("market", {}).items()},
                    {name: [int(x) for x in totals] for name, totals in data.get("market_totals", {}).items()})
