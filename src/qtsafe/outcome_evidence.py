@@ -10,11 +10,12 @@ counts on both sides. Prices come from the stream itself (each symbol's later ``
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from qtsafe.checks.consensus import leave_one_out, vote_matrix
+from qtsafe.checks.consensus import NO_VOTE, leave_one_out, vote_matrix
 from qtsafe.checks.outcomes import (
     AWAITING,
     NO_PRICE,
@@ -36,6 +37,14 @@ if TYPE_CHECKING:
     from qtsafe.telemetry.parse import Telemetry
 
 BASELINE_CONSENSUS = "the consensus of the other voting models"
+
+#: The one comparison `canary promote` (one look, ``[outcomes] confidence``) and the monitor (every check, at
+#: 1 - the check's share of the watch's alpha) both make; docs/verdicts.md, "One stated comparison".
+CANARY_COMPARISON = (
+    "the canary's BUY/SELL direction against the baseline ensemble's direction (the leave-one-out consensus "
+    "of the other voting models on the same event), paired on the events where both are resolved: not worse "
+    "by more than [outcomes] margin, with at least [outcomes] min_resolved pairs"
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,17 +110,33 @@ def outcome_evidence(
         raise InputError(f"no valid votes of {canary!r} in the telemetry: its outcomes cannot be compared")
     canary_hits, baseline_hits = paired_hits(telemetry, realised, canary)
     paired = paired_comparison(canary_hits, baseline_hits)
-    verdict = non_inferiority(paired, margin=rules.margin, confidence=rules.confidence,
-                              min_pairs=rules.min_resolved)
+    verdict = canary_against_baseline(paired, rules, confidence=rules.confidence)
     return dataclasses.replace(evidence, canary=canary, paired=paired, verdict=verdict)
+
+
+def canary_against_baseline(comparison: PairedComparison, rules: Outcomes, *, confidence: float) -> NonInferiority:
+    """The verdict of :data:`CANARY_COMPARISON`: PASS (not worse than the baseline by more than the margin),
+    FAIL (worse by more, established) or WAIT, with ``rules.margin`` and ``rules.min_resolved``.
+
+    ``confidence`` is the caller's, because the looks differ: ``canary promote`` looks once
+    (``rules.confidence``); the monitor looks at every check and spends its share of the watch's alpha
+    (1 - ``Watch.alpha_now()``).
+    """
+    return non_inferiority(comparison, margin=rules.margin, confidence=confidence, min_pairs=rules.min_resolved)
+
+
+def baseline_direction(evaluated: int, columns: Mapping[str, Any], canary: str) -> np.ndarray:
+    """Per event, the baseline ensemble's direction against ``canary``: the plurality action of the other
+    voting models (``leave_one_out``), NO_VOTE where there is none (a tie, fewer than two others)."""
+    if canary not in columns:
+        return np.full(evaluated, NO_VOTE, dtype=np.int8)
+    series = leave_one_out(vote_matrix(evaluated, columns))
+    return series.consensus[series.names.index(canary)]
 
 
 def paired_hits(telemetry: Telemetry, realised: Realised, canary: str) -> tuple[np.ndarray, np.ndarray]:
     """Per event: the canary's hit code and the baseline ensemble's (the others' consensus), -1 where none."""
-    matrix = vote_matrix(telemetry.evaluated, telemetry.models)
-    series = leave_one_out(matrix)
-    j = series.names.index(canary)
-    baseline = hits(series.consensus[j], realised.status)
+    baseline = hits(baseline_direction(telemetry.evaluated, telemetry.models, canary), realised.status)
     mine = np.full(telemetry.evaluated, NOT_SCORED, dtype=np.int8)
     cols = telemetry.models[canary]
     mine[cols.event_idx] = hits(cols.action, realised.status[cols.event_idx])
@@ -174,5 +199,6 @@ def window_outcomes(settings: Settings, telemetry: Telemetry, *, canary: str | N
     return found.to_dict()
 
 
-__all__ = ["BASELINE_CONSENSUS", "OutcomeEvidence", "load_prices", "outcome_evidence", "outcome_evidence_for",
-           "paired_hits", "window_outcomes"]
+__all__ = ["BASELINE_CONSENSUS", "CANARY_COMPARISON", "OutcomeEvidence", "baseline_direction",
+           "canary_against_baseline", "load_prices", "outcome_evidence", "outcome_evidence_for", "paired_hits",
+           "window_outcomes"]

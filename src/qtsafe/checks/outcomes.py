@@ -219,26 +219,56 @@ def score_model(
     waiting = sided & ((status == PENDING) | (status == AWAITING))
     y = hit[scored].astype(np.float64)
     n = int(y.shape[0])
-    c = np.asarray(conf, dtype=np.float64)[scored]
+    c = np.minimum(np.asarray(conf, dtype=np.float64)[scored], 1.0)
+    errors = np.square(c - y)
+    return model_outcome(
+        name, votes=int(a.shape[0]), sided_votes=int(np.count_nonzero(sided)),
+        pending=int(np.count_nonzero(waiting)), unscorable=int(np.count_nonzero(sided & ~scored & ~waiting)),
+        scored=n, hits=int(y.sum()) if n else 0, brier_sum=float(errors.sum()),
+        brier_sq_sum=float(np.square(errors).sum()),
+        n_eff=effective_sample_size(y) if n else 0.0, n_eff_errors=effective_sample_size(errors) if n else 0.0,
+        capped=int(np.count_nonzero(np.asarray(conf, dtype=np.float64)[scored] > 1.0)),
+        confidence_level=confidence_level,
+    )
+
+
+def model_outcome(
+    name: str,
+    *,
+    votes: int,
+    sided_votes: int,
+    pending: int,
+    unscorable: int,
+    scored: int,
+    hits: int,
+    brier_sum: float,
+    brier_sq_sum: float,
+    n_eff: float,
+    n_eff_errors: float,
+    capped: int,
+    confidence_level: float = 0.95,
+) -> ModelOutcome:
+    """A :class:`ModelOutcome` from counts and sums: ``scored`` hit/miss outcomes with ``hits`` hits, the sum of
+    the squared errors (confidence capped at 1 minus the 0/1 outcome) and of their squares, and the effective
+    sizes of the hit series and of the error series. :func:`score_model` (arrays) and the monitor's rolling
+    outcomes (counters) both end here, so the intervals are computed one way."""
     z = critical_z((1.0 - confidence_level) / 2.0)
     nan = float("nan")
+    n = scored
     if n == 0:
         hit_rate = brier = n_eff = nan
         hit_low, hit_high, brier_low, brier_high = 0.0, 1.0, 0.0, 1.0
     else:
-        n_eff = effective_sample_size(y)
-        hit_rate = float(y.mean())
+        hit_rate = hits / n
         hit_low, hit_high = wilson_bounds(hit_rate * n_eff, n_eff, z)
-        errors = np.square(np.minimum(c, 1.0) - y)
-        brier = float(errors.mean())
-        half = z * float(errors.std()) / math.sqrt(effective_sample_size(errors)) if n > 1 else math.inf
+        brier = brier_sum / n
+        sd = math.sqrt(max(brier_sq_sum / n - brier * brier, 0.0))
+        half = z * sd / math.sqrt(n_eff_errors) if n > 1 else math.inf
         brier_low, brier_high = max(brier - half, 0.0), min(brier + half, 1.0)
     return ModelOutcome(
-        name=name, votes=int(a.shape[0]), sided_votes=int(np.count_nonzero(sided)), scored=n,
-        pending=int(np.count_nonzero(waiting)), unscorable=int(np.count_nonzero(sided & ~scored & ~waiting)),
-        hits=int(y.sum()) if n else 0, hit_rate=hit_rate, hit_low=hit_low, hit_high=hit_high, brier=brier,
-        brier_low=brier_low, brier_high=brier_high, n_eff=n_eff, capped=int(np.count_nonzero(c > 1.0)),
-        confidence_level=confidence_level,
+        name=name, votes=votes, sided_votes=sided_votes, scored=n, pending=pending, unscorable=unscorable,
+        hits=hits, hit_rate=hit_rate, hit_low=hit_low, hit_high=hit_high, brier=brier, brier_low=brier_low,
+        brier_high=brier_high, n_eff=n_eff, capped=capped, confidence_level=confidence_level,
     )
 
 
@@ -248,6 +278,7 @@ __all__ = [
     "PriceSeries",
     "Realised",
     "hits",
+    "model_outcome",
     "realised_direction",
     "score_model",
     "symbol_codes",

@@ -81,10 +81,29 @@ def paired_comparison(canary_hits: np.ndarray, baseline_hits: np.ndarray) -> Pai
     canary_only = int(np.count_nonzero(c & ~b))
     baseline_only = int(np.count_nonzero(~c & b))
     pairs = int(c.shape[0])
-    n_eff = effective_sample_size(c.astype(np.int8) - b.astype(np.int8)) if pairs else 0.0
+    n_eff = effective_sample_size(pair_differences(c, b)) if pairs else 0.0
+    return paired_from_counts(both, canary_only, baseline_only, pairs - both - canary_only - baseline_only, n_eff)
+
+
+def pair_differences(canary_hit: np.ndarray, baseline_hit: np.ndarray) -> np.ndarray:
+    """The per-pair difference series (canary hit - baseline hit: -1, 0 or 1) whose effective size widens the
+    interval; both arguments are booleans of scored pairs, in event order."""
+    return np.asarray(canary_hit, dtype=np.int8) - np.asarray(baseline_hit, dtype=np.int8)
+
+
+def paired_from_counts(both: int, canary_only: int, baseline_only: int, neither: int,
+                       n_eff: float) -> PairedComparison:
+    """A :class:`PairedComparison` from its four cells and the effective size of the difference series (e.g.
+    counters kept by the monitor as outcomes resolve); the McNemar p-values are computed here."""
+    cells = (both, canary_only, baseline_only, neither)
+    if min(cells) < 0:
+        raise ValueError(f"paired cells must be non-negative, got {cells}")
+    pairs = sum(cells)
+    if pairs and not 0.0 < n_eff <= pairs:
+        raise ValueError(f"n_eff must be within (0, {pairs}], got {n_eff}")
     p_two, p_worse = mcnemar_exact(canary_only, baseline_only)
-    return PairedComparison(pairs, both, canary_only, baseline_only, pairs - both - canary_only - baseline_only,
-                            n_eff, p_two, p_worse)
+    return PairedComparison(pairs, both, canary_only, baseline_only, neither, float(n_eff) if pairs else 0.0,
+                            p_two, p_worse)
 
 
 def paired_difference_bounds(comparison: PairedComparison, z: float) -> tuple[float, float]:
@@ -194,6 +213,8 @@ __all__ = [
     "PairedComparison",
     "mcnemar_exact",
     "non_inferiority",
+    "pair_differences",
     "paired_comparison",
     "paired_difference_bounds",
+    "paired_from_counts",
 ]

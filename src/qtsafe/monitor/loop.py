@@ -84,6 +84,7 @@ class MonitorResult:
     monitor_rules: dict[str, Any] = dataclasses.field(default_factory=dict)
     loosened: tuple[dict[str, Any], ...] = ()
     resumed: bool = False
+    outcomes: dict[str, Any] | None = None  # what prices did next since activation (RollingOutcomes.report)
     report_path: Path | None = None
     json_path: Path | None = None
 
@@ -94,7 +95,7 @@ class MonitorResult:
                 "violations": list(self.violations), "rollback": self.rollback, "resumed": self.resumed,
                 "not_judged": list(self.not_judged), "timeline": list(self.timeline),
                 "thresholds": list(self.thresholds), "monitor_rules": self.monitor_rules,
-                "loosened": list(self.loosened),
+                "loosened": list(self.loosened), "outcomes": self.outcomes,
                 "report_path": str(self.report_path) if self.report_path else None,
                 "json_path": str(self.json_path) if self.json_path else None, "qtsafe_version": __version__}
 
@@ -266,7 +267,15 @@ def _base(watch: Watch, now: dt.datetime) -> dict[str, Any]:
             "not_judged": NOT_JUDGED, "resumed": watch.resumed,
             "thresholds": tuple(watch.settings.thresholds_table()),
             "monitor_rules": dataclasses.asdict(watch.settings.monitor),
-            "loosened": tuple(watch.settings.loosened())}
+            "loosened": tuple(watch.settings.loosened()), "outcomes": _outcomes_or_note(watch)}
+
+
+def _outcomes_or_note(watch: Watch) -> dict[str, Any]:
+    """The report's outcomes section; a failure to compute it is a note, never a lost final report."""
+    try:
+        return watch.outcomes_report()
+    except Exception as exc:  # noqa: BLE001 - the final report must still be written
+        return {"note": f"outcomes not reported: {type(exc).__name__}: {' '.join(str(exc).split())[:200]}"}
 
 
 def _roll_back(settings: Settings, watch: Watch, tick: Tick, rollback_fn: RollbackFn,

@@ -27,11 +27,13 @@ class ReplayResult:
     checks: int
     events: int
     firings: tuple[dict[str, Any], ...]
+    outcomes: dict[str, Any] | None = None  # the watch's outcome figures at the end of the range
 
     def to_dict(self) -> dict[str, Any]:
         return {"command": "monitor --replay", "status": self.status.value, "summary": self.summary,
                 "model": self.model, "from_id": self.from_id, "to_id": self.to_id, "checks": self.checks,
-                "events": self.events, "firings": list(self.firings)}
+                "events": self.events, "firings": list(self.firings),
+                "outcomes": self.outcomes}
 
 
 def run_replay(settings: Settings, source: Source, from_id: str, to_id: str, *, model: str,
@@ -101,4 +103,5 @@ def run_replay(settings: Settings, source: Source, from_id: str, to_id: str, *, 
     else:
         summary = f"PASS: no rule would have fired over {watch.checks} checks and {watch.events:,} events"
         status = Status.PASS
-    return ReplayResult(status, summary, model, from_id, to_id, watch.checks, watch.events, tuple(firings))
+    return ReplayResult(status, summary, model, from_id, to_id, watch.checks, watch.events, tuple(firings),
+                        watch.outcomes_report())

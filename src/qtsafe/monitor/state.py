@@ -24,6 +24,7 @@ from qtsafe.monitor.evidence import (
     judge_ensemble_window,
     judge_window_model,
 )
+from qtsafe.monitor.outcomes import outcomes_for, restore
 from qtsafe.monitor.rolling import RollingConsensus, RollingEnsemble, RollingModel
 from qtsafe.monitor.stream import continuity_violations, stream_facts
 from qtsafe.telemetry.ids import MAX_ID, next_id, stream_id_for
@@ -125,6 +126,10 @@ class Watch:
                          else RollingEnsemble(window, m.history_events, batch_ms=batch_ms))
         self.consensus = (RollingConsensus.from_state(saved["consensus"]) if saved and "consensus" in saved
                           else RollingConsensus(m.history_events))
+        # Outcomes since activation (a state saved before they existed starts them afresh, from here).
+        fresh = outcomes_for(settings.outcomes, canary=model, stall_seconds=m.stall_limit,
+                             history=m.history_events, since_event=self.events)
+        self.outcomes = restore(saved.get("outcomes"), fresh) if saved else fresh
         # The timeline lives in its own append-only file (one line a check), so saving the state every check
         # costs the same at check 700 as at check 1.
         self.timeline: list[dict[str, Any]] = list(saved.get("timeline", [])) if saved else []
@@ -153,6 +158,7 @@ class Watch:
             rolling.update(columns, telemetry.event_ms, offset, telemetry.evaluated)
         self.ensemble.update(telemetry.votes, telemetry.event_ms)
         self.consensus.update(telemetry.evaluated, telemetry.models)
+        self.outcomes.fold(telemetry)
         self.events += telemetry.evaluated
         if telemetry.evaluated:
             self.last_event_ms = int(telemetry.event_ms[-1])
@@ -213,6 +219,7 @@ class Watch:
         ):
             violations.append(f"{self.model}: the canary is missing from the last {m.window_events} events")
         violations += [f.message for f in judge_canary_relative(self.consensus, self.model, alpha=alpha)]
+        violations += self.outcomes.violations(self.settings.outcomes, alpha=alpha)
         ensemble = self.ensemble.figures()
         if ensemble.events >= m.window_events:
             violations += [f.message for f in judge_ensemble_window(self.ensemble.shares, self.ensemble.hard,
@@ -230,6 +237,10 @@ class Watch:
                               f"(limit {format_duration(m.stall_limit)})")
         violations += self.budget_violations()
         return violations, inconclusive, figures
+
+    def outcomes_report(self) -> dict[str, Any]:
+        """The Outcomes section of the final report: the canary paired at one check's share of the alpha."""
+        return self.outcomes.report(self.settings.outcomes, 1.0 - self.schedule.for_look(1))
 
     def budget_violations(self) -> list[str]:
         """Telemetry lost: errors on too many checks in a row, or in all (an every-other-check failure)."""
@@ -295,7 +306,7 @@ class Watch:
                 "errors_total": self.errors_total, "errors_consecutive": self.errors_consecutive,
                 "events": self.events, "last_event_ms": self.last_event_ms,
                 "models": {k: v.to_state() for k, v in self.models.items()}, "ensemble": self.ensemble.to_state(),
-                "consensus": self.consensus.to_state(),
+                "consensus": self.consensus.to_state(), "outcomes": self.outcomes.to_state(),
                 "last_tick_at": self.last_tick_at, "max_gap": self.max_gap, "stream_added": self.stream_added,
                 "qtsafe_version": __version__}
 
