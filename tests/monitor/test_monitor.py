@@ -288,7 +288,7 @@ def test_an_event_in_the_activation_second_but_before_it_is_not_the_canarys(root
     assert result.events == 10 * PER_TICK  # not one more
 
 
-@pytest.mark.parametrize("damage", ["conf", "models", "window"])
+@pytest.mark.parametrize("damage", ["conf", "models", "window", "outcomes"])
 def test_a_malformed_saved_state_is_a_one_line_state_error(root: Root, activated, fake_redis, damage) -> None:
     """Valid JSON that is not a watch (an array that does not decode, a wrong type, a missing field) is refused
     with the path and how to recover; the file is left as it was for the operator to look at."""
@@ -308,6 +308,8 @@ def test_a_malformed_saved_state_is_a_one_line_state_error(root: Root, activated
         saved["models"]["xgb"]["conf"] = "<f8:not base64!"
     elif damage == "models":
         saved["models"] = 5
+    elif damage == "outcomes":
+        saved["outcomes"]["cells"] = "four"
     else:
         del saved["ensemble"]["window"]
     path.write_text(json.dumps(saved))

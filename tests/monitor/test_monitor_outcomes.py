@@ -171,9 +171,12 @@ def test_an_old_state_file_without_outcomes_resumes_and_starts_them_fresh(tmp_pa
     assert not any("baseline ensemble" in v for v in violations)
     assert again.outcomes.comparison().pairs > 0
     assert again.outcomes_report()["since_event"] == 600
-    # An unreadable section is treated the same way, not as a crash of the resume.
-    saved["outcomes"] = {"canary": "patchtst"}
-    assert Watch(settings, "c1", "patchtst", END - dt.timedelta(hours=2), saved).outcomes.events == 0
+    # A section that is there but unreadable is refused, never silently restarted: the evidence since
+    # activation would be lost (run_monitor turns this into a one-line StateError naming the file).
+    for broken in ({"canary": "patchtst"}, "garbage"):
+        saved["outcomes"] = broken
+        with pytest.raises(ValueError, match="outcome section"):
+            Watch(settings, "c1", "patchtst", END - dt.timedelta(hours=2), saved)
 
 
 def _cells(state: RollingOutcomes, cells: list[int]) -> RollingOutcomes:

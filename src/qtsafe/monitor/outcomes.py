@@ -358,14 +358,18 @@ def outcomes_for(settings_outcomes: Outcomes, *, canary: str, stall_seconds: flo
 
 
 def restore(saved: Any, fresh: RollingOutcomes) -> RollingOutcomes:
-    """The saved outcome state when it is usable for this watch (same canary and horizon), else ``fresh``: a
-    state file written before outcomes existed, or one that cannot be read, starts outcomes afresh."""
-    if not isinstance(saved, dict):
+    """The saved outcome state when it is for this watch (same canary and horizon), else ``fresh``: a state file
+    written before outcomes existed starts them afresh (the report says from which event). A section that is
+    there but cannot be read is a ValueError, never a silent restart: the evidence since activation would be
+    lost, and with it a canary already established worse (the monitor refuses the state file, one line)."""
+    if saved is None:
         return fresh
+    if not isinstance(saved, dict):
+        raise ValueError("the outcome section is not an object")
     try:
         state = RollingOutcomes.from_state(saved)
-    except (KeyError, TypeError, ValueError):
-        return fresh
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"the outcome section cannot be read ({type(exc).__name__}: {exc})") from exc
     if state.canary != fresh.canary or state.horizon_ms != fresh.horizon_ms:
         return fresh
     return state

@@ -314,7 +314,7 @@ class Watch:
 def record_tick(settings: Settings, watch: Watch, canary: canary_state.ActiveCanary, tick: Tick) -> None:
     append_jsonl(monitor_timeline_path(settings), {"canary_id": canary.canary_id, "stage": canary.stage,
                                                    "row": watch.timeline[-1]})
-    atomic_write_json(monitor_state_path(settings), watch.to_state())
+    atomic_write_json(monitor_state_path(settings), watch.to_state(), compact=True)
     canary_state.write_heartbeat(settings, canary_id=canary.canary_id, canary_model=canary.model,
                                  stage=canary.stage, checks=watch.checks, events=watch.events, state=tick.state,
                                  last_id=watch.last_id)
