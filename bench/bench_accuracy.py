@@ -5,8 +5,8 @@ Each run is a simulated 6-hour watch (10,800 producer-shape entries, one every 2
 canary) written to its own stream in a real ``redis-server`` and replayed through the monitor's rules
 (``qtsafe.monitor.run_replay``, what ``qtsafe monitor replay`` does): one check every 30 s of stream time, 720
 checks. Healthy runs are replayed in both markets (``plain``: no market-wide moves; ``regimes``: direction and
-volatility every model sees at once). Broken runs are healthy for 3 hours, then patchtst breaks in each way the
-simulator knows (in the harder ``regimes`` market).
+volatility every model sees at once). Broken runs are healthy for 3 hours, then patchtst (for copies and
+shared-bias: the voting fleet) breaks in each way the simulator knows (in the harder ``regimes`` market).
 
 Prints, per healthy market, the false-rollback rate (runs with any firing) with its Wilson 95 % interval, and per
 break the share caught, false alarms before the break, and the delay from the moment the canary's 200-vote window is
@@ -34,7 +34,9 @@ from bench_gate import start_redis
 HOURS, SPACING_MS, CHECK_S = 6, 2000, 30
 EVENTS = HOURS * 3600 * 1000 // SPACING_MS
 END = dt.datetime(2026, 1, 10, 6, 0, tzinfo=dt.UTC)
-BREAKS = ("collapsed", "constant", "nan-burst", "narrow", "hold-dead-zone", "majority-bias", "backwards", "random")
+BREAKS = ("collapsed", "constant", "nan-burst", "narrow", "hold-dead-zone", "majority-bias", "backwards", "random",
+          "copies", "shared-bias")
+FLEET = ("copies", "shared-bias")  # breaks of the whole voting fleet, not of the canary
 CANARY = "patchtst"
 
 
@@ -49,7 +51,9 @@ def wilson(hits: int, n: int, z: float = 1.96) -> tuple[float, float]:
 
 def _rule(violation: str) -> str:
     """The rule a violation names, without its figures (for counting first causes)."""
-    for words, rule in (("against the others' consensus", "relative hard disagreement"),
+    for words, rule in (("worse than the baseline ensemble", "outcomes worse than the baseline"),
+                        ("Fleiss' kappa", "ensemble agreement (copies)"), ("batch means", "sustained agreement"),
+                        ("against the others' consensus", "relative hard disagreement"),
                         ("BUY and SELL", "ensemble hard disagreement"), ("agreement", "ensemble agreement"),
                         ("constant", "constant output"), ("% of actions", "majority share"),
                         ("HOLD", "HOLD dead zone"), ("std", "collapsed std"), ("P90", "narrow range"),
@@ -70,7 +74,7 @@ def one_run(job: tuple[str, str, str, int, float | None]) -> dict[str, Any]:
     key = f"bench:{scenario}:{market}:{seed}"
     client = redis.Redis.from_url(url)
     entries = list(generate(scenario, EVENTS, seed=seed, end=END, spacing_ms=SPACING_MS, market=market,
-                            onset=onset, target=CANARY if scenario != "healthy" else None))
+                            onset=onset, target=None if scenario in ("healthy", *FLEET) else CANARY))
     pipe = client.pipeline(transaction=False)
     for i, entry in enumerate(entries):
         pipe.xadd(key, entry.fields, id=entry.id)
