@@ -119,7 +119,8 @@ def judge_model(columns: ModelColumns, thresholds: Thresholds, *, min_events: in
     findings += judge_presence(columns.defects.present, events, t, subject=columns.name)
     whole_ev = model_evidence(columns.action, columns.conf, t, scope="whole window", alpha=t.evidence_alpha)
     evidence = list(whole_ev.values())
-    # One look over the whole window: the estimate still fails (fail-closed before activation), the bound is shown.
+    # A proportion rule fails when its bound establishes the breach, over the whole window as over the recent
+    # one (issue 12 section 3); a breach by the estimate alone is a WARN, named in the summary, never silent.
     findings += judge_stats(whole, t, subject=columns.name, scope="whole window", min_events=min_events,
                             evidence=whole_ev)
     if whole.n > tail:
@@ -129,8 +130,7 @@ def judge_model(columns: ModelColumns, thresholds: Thresholds, *, min_events: in
         recent_ev = model_evidence(columns.action[-tail:], columns.conf[-tail:], t, scope=scope,
                                    alpha=t.evidence_alpha)
         evidence += recent_ev.values()
-        findings += judge_stats(recent, t, subject=columns.name, scope=scope, min_events=None, evidence=recent_ev,
-                                established_only=True)
+        findings += judge_stats(recent, t, subject=columns.name, scope=scope, min_events=None, evidence=recent_ev)
     return ModelVerdict(
         name=columns.name,
         shadow=columns.shadow > 0 and columns.shadow * 2 >= max(columns.n_valid, 1),

@@ -114,14 +114,13 @@ def judge_stats(
     scope: str,
     min_events: int | None,
     evidence: Mapping[str, RuleEvidence] | None = None,
-    established_only: bool = False,
 ) -> list[Finding]:
     """Apply every output-quality rule to one window. Too few events is itself a FAIL (fail-closed).
 
     With ``evidence`` (:func:`qtsafe.checks.rule_evidence.model_evidence`) the proportion rules (majority,
-    HOLD dead zone) say whether a bound establishes the breach. ``established_only`` (the gate's recent
-    window) then fails only an established breach and reports a point estimate past the limit as WARN;
-    without it (one look over the whole window) the estimate alone still fails, the bound is shown.
+    HOLD dead zone) fail only a breach a bound establishes and report a point estimate past the limit as WARN
+    (named in the gate's summary, never silently green); without evidence the estimate decides, as the
+    runbooks' rule reads.
     """
     t = thresholds
     out: list[Finding] = []
@@ -134,12 +133,9 @@ def judge_stats(
             fail(check, message + ")")
         elif all(ev.established for ev in found):
             fail(check, message + "; established: " + ", ".join(ev.bound_text() for ev in found) + ")")
-        elif established_only:
+        else:
             out.append(Finding(check, WARN, message + "; past the limit by its estimate, not established: "
                                + ", ".join(ev.bound_text() for ev in found) + ")", subject, scope))
-        else:
-            fail(check, message + "; not established by a bound (" + ", ".join(ev.bound_text() for ev in found)
-                 + "), but one look over the whole window fails on the estimate)")
 
     def rows(*keys: str) -> list[RuleEvidence]:
         return [evidence[k] for k in keys if k in evidence] if evidence else []
