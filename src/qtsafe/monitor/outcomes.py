@@ -18,7 +18,6 @@ the comparison ``canary promote`` makes too (docs/verdicts.md, "One stated compa
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +27,7 @@ from qtsafe.checks.consensus import NO_VOTE
 from qtsafe.checks.dependence import effective_sample_size
 from qtsafe.checks.outcomes import ModelOutcome, model_outcome
 from qtsafe.checks.paired import NonInferiority, PairedComparison, pair_differences, paired_from_counts
+from qtsafe.monitor.rolling import pack, unpack
 from qtsafe.outcome_evidence import BASELINE_CONSENSUS, CANARY_COMPARISON, baseline_direction, canary_against_baseline
 from qtsafe.status import Status
 from qtsafe.telemetry.parse import NO_SYMBOL
@@ -42,14 +42,6 @@ _TIME_BITS = 42  # ms offsets of the search key (139 years); the symbol code sit
 
 # Pending-buffer columns (one row per event with a sided vote and a usable start price) and their dtypes.
 _COLUMNS = {"ms": np.int64, "sym": np.int32, "price": np.float64, "canary": np.int8, "base": np.int8}
-
-
-def _encode(array: np.ndarray) -> str:
-    return base64.b64encode(np.ascontiguousarray(array).astype(array.dtype.newbyteorder("<")).tobytes()).decode()
-
-
-def _decode(text: str, dtype: Any, shape: tuple[int, ...]) -> np.ndarray:
-    return np.frombuffer(base64.b64decode(text), dtype=np.dtype(dtype).newbyteorder("<")).astype(dtype).reshape(shape)
 
 
 def _scaled_n_eff(recent: np.ndarray, total: int) -> float:
@@ -79,14 +71,14 @@ class Tally:
 
     def to_state(self) -> dict[str, Any]:
         data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if not f.name.startswith("recent")}
-        data["recent_hits"] = _encode(self.recent_hits)
-        data["recent_errors"] = _encode(self.recent_errors)
+        data["recent_hits"] = pack(self.recent_hits)
+        data["recent_errors"] = pack(self.recent_errors)
         return data
 
     @classmethod
     def from_state(cls, data: dict[str, Any]) -> Tally:
-        hits = _decode(data["recent_hits"], np.int8, (-1,))
-        errors = _decode(data["recent_errors"], np.float64, (-1,))
+        hits = unpack(data["recent_hits"], np.int8).reshape((-1,))
+        errors = unpack(data["recent_errors"], np.float64).reshape((-1,))
         return cls(votes=int(data["votes"]), sided=int(data["sided"]), scored=int(data["scored"]),
                    hits=int(data["hits"]), unscorable=int(data["unscorable"]), expired=int(data["expired"]),
                    capped=int(data["capped"]), brier_sum=float(data["brier_sum"]),
@@ -320,11 +312,11 @@ class RollingOutcomes:
             "since_event": self.since_event, "events": self.events, "latest_ms": self.latest_ms,
             "symbols": list(self.symbols), "names": list(self.names),
             "tallies": {name: t.to_state() for name, t in self.tallies.items()}, "cells": list(self.cells),
-            "recent_diffs": _encode(self.recent_diffs), "dropped": self.dropped, "rows": rows,
+            "recent_diffs": pack(self.recent_diffs), "dropped": self.dropped, "rows": rows,
             # Times as int32 offsets from the oldest pending event (the buffer spans hours, not weeks).
             "ms_origin": origin,
-            "pending": {k: _encode((v - origin).astype(np.int32) if k == "ms" else v) for k, v in self.pending.items()},
-            "actions": _encode(self.actions), "conf": _encode(self.conf),
+            "pending": {k: pack((v - origin).astype(np.int32) if k == "ms" else v) for k, v in self.pending.items()},
+            "actions": pack(self.actions), "conf": pack(self.conf),
         }
 
     @classmethod
@@ -339,14 +331,14 @@ class RollingOutcomes:
         if set(new.tallies) != set(new.names):
             raise ValueError("outcome state: model columns and tallies disagree")
         new.cells = [int(x) for x in data["cells"]]
-        new.recent_diffs = _decode(data["recent_diffs"], np.int8, (-1,))
+        new.recent_diffs = unpack(data["recent_diffs"], np.int8).reshape((-1,))
         new.dropped = int(data["dropped"])
         rows, models = int(data["rows"]), len(new.names)
-        new.pending = {k: _decode(data["pending"][k], np.int32 if k == "ms" else dtype, (rows,)).astype(dtype)
-                       for k, dtype in _COLUMNS.items()}
+        new.pending = {k: unpack(data["pending"][k], np.int32 if k == "ms" else dtype).reshape((rows,))
+                       .astype(dtype) for k, dtype in _COLUMNS.items()}
         new.pending["ms"] += int(data["ms_origin"])
-        new.actions = _decode(data["actions"], np.int8, (rows, models))
-        new.conf = _decode(data["conf"], np.float32, (rows, models))
+        new.actions = unpack(data["actions"], np.int8).reshape((rows, models))
+        new.conf = unpack(data["conf"], np.float32).reshape((rows, models))
         return new
 
 
