@@ -129,3 +129,40 @@ def test_a_recent_majority_is_failed_only_when_established(share: float, status:
     line = next(x for x in markdown.splitlines() if x.startswith("| nhits | majority (HOLD) | most recent 200"))
     assert f"{share * 100:.1f} %" in line and "above 70.0 %" in line
     assert ("established" if status is Status.FAIL else "estimate only") in line
+
+
+def _graded(conf: np.ndarray, check: str, row: str) -> tuple[str, bool]:
+    t = Thresholds()
+    actions = np.random.default_rng(3).integers(0, 3, conf.shape[0]).astype(np.int8)
+    evidence = model_evidence(actions, conf, t, scope="whole window", alpha=t.evidence_alpha)
+    found = {f.check: f for f in judge_stats(model_stats(actions, conf, t), t, subject="m", scope="whole window",
+                                             min_events=None, evidence=evidence)}
+    assert "bound 0." in found[check].message  # a bound in the rule's own units, not a percentage
+    return found[check].severity, evidence[row].established
+
+
+def test_the_spread_rules_fail_only_when_established() -> None:
+    """Issue 12 section 3: std and P90-P10 likewise. A std of exactly 0.048 over 200 votes is below 0.05 by its
+    estimate, not by its upper bound (~0.052): a warning; 0.02 over 1,000 votes is established. A narrow range
+    whose 12 % outliers keep its P90 bound wide is a warning; a tight one is established. A constant output is
+    hard evidence, judged by its value whatever the bounds."""
+    rng = np.random.default_rng(11)
+    z = rng.normal(0, 1, 200)
+    assert _graded(0.7 + 0.048 * (z - z.mean()) / z.std(), "collapsed_confidence", "conf_std") == (WARN, False)
+    assert _graded(np.clip(0.7 + rng.normal(0, 0.02, 1000), 0, 1), "collapsed_confidence", "conf_std") == (
+        FAIL, True)
+    # 200 votes evenly over 0.7 +- width, the outermost replaced by outliers (0.2 and 0.99), in random order:
+    # P90-P10 is 1.6 width; its upper bound is past 0.12 when the spread is close to it, or when the outliers
+    # reach into the quantiles' bounds.
+    for width, outliers, expected in ((0.065, 0.12, (FAIL, True)), (0.07, 0.12, (WARN, False)),
+                                      (0.05, 0.14, (WARN, False))):
+        u = np.linspace(0.7 - width, 0.7 + width, 200)
+        m = round(200 * outliers / 2)
+        u = rng.permutation(np.concatenate([np.full(m, 0.2), u[m:200 - m], np.full(m, 0.99)]))
+        assert _graded(u, "narrow_range", "conf_spread") == expected, (width, outliers)
+    t = Thresholds()
+    actions = rng.integers(0, 3, 200).astype(np.int8)
+    constant = np.full(200, 0.5239)
+    found = judge_stats(model_stats(actions, constant, t), t, subject="m", scope="whole window", min_events=None,
+                        evidence=model_evidence(actions, constant, t, scope="w", alpha=t.evidence_alpha))
+    assert [f.severity for f in found if f.check == "constant_output"] == [FAIL]

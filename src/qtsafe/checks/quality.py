@@ -128,14 +128,15 @@ def judge_stats(
     def fail(check: str, message: str) -> None:
         out.append(Finding(check, FAIL, message, subject, scope))
 
-    def graded(check: str, message: str, found: list[RuleEvidence]) -> None:
+    def graded(check: str, message: str, found: list[RuleEvidence], *, percent: bool = True) -> None:
+        bounds = ", ".join(ev.bound_text(percent=percent) for ev in found)
         if not found:
             fail(check, message + ")")
         elif all(ev.established for ev in found):
-            fail(check, message + "; established: " + ", ".join(ev.bound_text() for ev in found) + ")")
+            fail(check, message + "; established: " + bounds + ")")
         else:
             out.append(Finding(check, WARN, message + "; past the limit by its estimate, not established: "
-                               + ", ".join(ev.bound_text() for ev in found) + ")", subject, scope))
+                               + bounds + ")", subject, scope))
 
     def rows(*keys: str) -> list[RuleEvidence]:
         return [evidence[k] for k in keys if k in evidence] if evidence else []
@@ -150,11 +151,11 @@ def judge_stats(
         graded("majority_bias", f"{subject}: {top} is {_pct(top_share)} of actions in the {scope} "
                                 f"(limit {_pct(t.majority_max)}", rows("majority_bias"))
     if stats.conf_std < t.std_min:
-        fail("collapsed_confidence", f"{subject}: confidence std {stats.conf_std:.4f} in the {scope} "
-                                     f"is below {t.std_min} (collapsed output)")
+        graded("collapsed_confidence", f"{subject}: confidence std {stats.conf_std:.4f} in the {scope} "
+                                       f"is below {t.std_min} (collapsed output", rows("conf_std"), percent=False)
     if stats.spread < t.p10_p90_min:
-        fail("narrow_range", f"{subject}: confidence P10-P90 spread {stats.spread:.4f} in the {scope} "
-                             f"is below {t.p10_p90_min}")
+        graded("narrow_range", f"{subject}: confidence P10-P90 spread {stats.spread:.4f} in the {scope} "
+                               f"is below {t.p10_p90_min} (narrow range", rows("conf_spread"), percent=False)
     if stats.conf_std < t.constant_std or stats.p10 == stats.p90:
         fail("constant_output", f"{subject}: constant output in the {scope} (confidence ~{stats.p50:.4f}, "
                                 f"std {stats.conf_std:.4f}, P10 {stats.p10:.4f} = P90 {stats.p90:.4f})"
