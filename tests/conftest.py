@@ -170,3 +170,20 @@ def real_redis(redis_server: RedisServer) -> Iterator[redis.Redis]:
     client.flushall()
     yield client
     client.close()
+
+
+_FIXED_CONFIDENCE = {"xgb": 0.8, "lgbm": 0.7, "nhits": 0.6, "patchtst": 0.9}
+
+
+def intent_entry(stream_ms: int, symbol: str | None, price: float | None,
+                 actions: dict[str, str]) -> tuple[bytes, list[bytes]]:
+    """One raw ``trade.intent`` stream entry (ID, flat field list) whose breakdown votes ``actions`` at fixed
+    confidences, with ``symbol`` and ``entry_price`` left out where None (outcome tests)."""
+    body: dict[str, Any] = {"model_breakdown": {
+        name: {"action": action, "confidence": _FIXED_CONFIDENCE.get(name, 0.75)} for name, action in actions.items()}}
+    if symbol is not None:
+        body["symbol"] = symbol
+    if price is not None:
+        body["entry_price"] = price
+    return f"{stream_ms}-0".encode(), [b"event_type", b"trade.intent", b"payload", json.dumps(body).encode()]
+

@@ -128,16 +128,22 @@ class Crash(BaseException):
     pass
 
 
+def crashing_at(tick: int, feed: Any) -> Any:
+    """A clock hook that feeds the stream and dies (like SIGKILL) after sleep number ``tick``."""
+
+    def hook(clock: FastClock, before: dt.datetime) -> None:
+        feed(clock, before)
+        if clock.sleeps == tick:
+            raise Crash()
+
+    return hook
+
+
 def test_killed_and_restarted_resumes_the_same_window(root: Root, activated, fake_redis) -> None:
     start = activated["at"]
     feed = producer(fake_redis, start=start)
 
-    def crash_at_tick_50(clock: FastClock, before: dt.datetime) -> None:
-        feed(clock, before)
-        if clock.sleeps == 50:
-            raise Crash()
-
-    clock = FastClock(start, crash_at_tick_50)
+    clock = FastClock(start, crashing_at(50, feed))
     with pytest.raises(Crash):
         run(activated, fake_redis, clock, interval=60)
     saved = json.loads(mon.monitor_state_path(activated["settings"]).read_text())
@@ -295,13 +301,8 @@ def test_a_malformed_saved_state_is_a_one_line_state_error(root: Root, activated
     start = activated["at"]
     feed = producer(fake_redis, start=start)
 
-    def crash_at_tick_3(clock: FastClock, before: dt.datetime) -> None:
-        feed(clock, before)
-        if clock.sleeps == 3:
-            raise Crash()
-
     with pytest.raises(Crash):
-        run(activated, fake_redis, FastClock(start, crash_at_tick_3), interval=60)
+        run(activated, fake_redis, FastClock(start, crashing_at(3, feed)), interval=60)
     path = mon.monitor_state_path(activated["settings"])
     saved = json.loads(path.read_text())
     if damage == "conf":

@@ -25,7 +25,7 @@ from qtsafe.status import Status
 from qtsafe.telemetry import RedisStreamSource
 from qtsafe.telemetry.parse import Telemetry, TelemetryBuilder
 from tests.canary.conftest import Root
-from tests.conftest import STREAM, xadd_entries
+from tests.conftest import STREAM, intent_entry, xadd_entries
 from tests.monitor.conftest import FastClock, write_events
 
 END = dt.datetime(2026, 1, 10, 6, 0, tzinfo=dt.UTC)
@@ -89,14 +89,7 @@ T0 = 1_767_225_600_000
 
 
 def _row(ms: int, symbol: str | None, price: float | None, canary: str, others: str) -> RAW:
-    body: dict[str, Any] = {"model_breakdown": {
-        "xgb": {"action": others, "confidence": 0.8}, "lgbm": {"action": others, "confidence": 0.7},
-        "nhits": {"action": others, "confidence": 0.6}, "patchtst": {"action": canary, "confidence": 0.9}}}
-    if symbol is not None:
-        body["symbol"] = symbol
-    if price is not None:
-        body["entry_price"] = price
-    return f"{T0 + ms}-0".encode(), [b"event_type", b"trade.intent", b"payload", json.dumps(body).encode()]
+    return intent_entry(T0 + ms, symbol, price, {"xgb": others, "lgbm": others, "nhits": others, "patchtst": canary})
 
 
 def test_pending_votes_are_never_guessed_and_resolve_on_their_own_symbols_later_price() -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import builtins
 import functools
-import json
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ from qtsafe.outcome_evidence import outcome_evidence, outcome_evidence_for
 from qtsafe.simulate import generate
 from qtsafe.status import Status
 from qtsafe.telemetry.parse import Telemetry, TelemetryBuilder
+from tests.conftest import intent_entry
 
 
 @functools.cache
@@ -65,14 +65,7 @@ T0 = 1_767_225_600_000  # 2026-01-01 00:00 UTC in ms
 
 
 def _payload(symbol: str | None, price: float | None, action: str, ms: int) -> tuple[bytes, list[bytes]]:
-    body: dict[str, Any] = {"model_breakdown": {
-        "xgb": {"action": action, "confidence": 0.8}, "lgbm": {"action": action, "confidence": 0.7},
-        "nhits": {"action": action, "confidence": 0.6}, "patchtst": {"action": action, "confidence": 0.9}}}
-    if symbol is not None:
-        body["symbol"] = symbol
-    if price is not None:
-        body["entry_price"] = price
-    return f"{T0 + ms}-0".encode(), [b"event_type", b"trade.intent", b"payload", json.dumps(body).encode()]
+    return intent_entry(T0 + ms, symbol, price, dict.fromkeys(("xgb", "lgbm", "nhits", "patchtst"), action))
 
 
 def _telemetry(rows: list[tuple[bytes, list[bytes]]]) -> Telemetry:

@@ -52,10 +52,14 @@ def regularized_beta(x: float, a: float, b: float) -> float:
     return min(max(1.0 - math.exp(log_front) * _beta_fraction(b, a, 1.0 - x) / b, 0.0), 1.0)
 
 
+def _check_binomial(name: str, n: int, p: float) -> None:
+    if n < 0 or not 0.0 <= p <= 1.0:
+        raise ValueError(f"{name} needs n >= 0 and 0 <= p <= 1, got n={n}, p={p}")
+
+
 def binomial_cdf(k: int, n: int, p: float) -> float:
     """P(X <= k) for X ~ Binomial(n, p)."""
-    if n < 0 or not 0.0 <= p <= 1.0:
-        raise ValueError(f"binomial_cdf needs n >= 0 and 0 <= p <= 1, got n={n}, p={p}")
+    _check_binomial("binomial_cdf", n, p)
     if k < 0:
         return 0.0
     if k >= n:
@@ -65,8 +69,7 @@ def binomial_cdf(k: int, n: int, p: float) -> float:
 
 def binomial_sf(k: int, n: int, p: float) -> float:
     """P(X > k) for X ~ Binomial(n, p), computed directly (not 1 - cdf, which loses the small tail)."""
-    if n < 0 or not 0.0 <= p <= 1.0:
-        raise ValueError(f"binomial_sf needs n >= 0 and 0 <= p <= 1, got n={n}, p={p}")
+    _check_binomial("binomial_sf", n, p)
     if k < 0:
         return 1.0
     if k >= n:
