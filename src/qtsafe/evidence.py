@@ -10,8 +10,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from qtsafe.telemetry.columns import Telemetry
 from qtsafe.telemetry.ids import last_id_of_ms, parse_stream_id
-from qtsafe.telemetry.parse import Telemetry, TelemetryBuilder, merge_telemetry
+from qtsafe.telemetry.merge import merge_telemetry
+from qtsafe.telemetry.parse import TelemetryBuilder
 from qtsafe.telemetry.read import open_read
 from qtsafe.telemetry.sources import Progress, RedisStreamSource, ServerMark, Source
 from qtsafe.telemetry.window import Window

@@ -16,7 +16,7 @@ from qtsafe.checks.rule_evidence import RuleEvidence, model_evidence
 from qtsafe.config import Thresholds
 from qtsafe.findings import FAIL, Finding
 from qtsafe.status import Status
-from qtsafe.telemetry.parse import ModelColumns, Telemetry
+from qtsafe.telemetry.columns import ModelColumns, Telemetry
 from qtsafe.telemetry.window import Window
 from qtsafe.timeutil import iso
 from qtsafe.votes import VoteDefects

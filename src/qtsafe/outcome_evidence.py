@@ -30,11 +30,11 @@ from qtsafe.checks.outcomes import (
 )
 from qtsafe.checks.paired import NonInferiority, PairedComparison, non_inferiority, paired_comparison
 from qtsafe.errors import InputError, QtsafeError
-from qtsafe.telemetry.parse import NO_SYMBOL
+from qtsafe.telemetry.columns import NO_SYMBOL
 
 if TYPE_CHECKING:
     from qtsafe.config import Outcomes, Settings
-    from qtsafe.telemetry.parse import Telemetry
+    from qtsafe.telemetry.columns import Telemetry
 
 BASELINE_CONSENSUS = "the consensus of the other voting models"
 

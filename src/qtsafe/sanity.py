@@ -25,8 +25,8 @@ from qtsafe.evidence import gc_paused
 from qtsafe.findings import FAIL, WARN, Finding
 from qtsafe.reports import render, write_new_report
 from qtsafe.status import Status
+from qtsafe.telemetry.decode import EVENT_TYPE, RawEntry, first_fields
 from qtsafe.telemetry.duplicates import count_keys, has_duplicate_keys
-from qtsafe.telemetry.parse import EVENT_TYPE, RawEntry, first_fields
 from qtsafe.telemetry.read import open_read
 from qtsafe.telemetry.sources import Progress, RedisStreamSource, Source
 from qtsafe.telemetry.window import Window

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from qtsafe.telemetry.parse import ModelColumns, Telemetry, TelemetryBuilder
+from qtsafe.telemetry.columns import ModelColumns, Telemetry
+from qtsafe.telemetry.parse import TelemetryBuilder
 from qtsafe.telemetry.sources import JsonlSource, RedisStreamSource, Source, mask_url, open_source, redis_client
 
 __all__ = [

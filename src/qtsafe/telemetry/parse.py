@@ -5,220 +5,58 @@ per-event dicts kept).
 Anything the fast path refuses (bare ``NaN``/``Infinity`` tokens, odd shapes) goes through the slow,
 generic path, which applies exactly the same rules, so a defect is classified the same way whichever
 decoder saw it. Nothing is coerced: a confidence given as the string "0.74" is non-numeric.
+
+This module is the builder. The payload structs, decoders and value rules are in ``decode``, the result
+columns in ``columns`` and the joining of windows in ``merge``; their public names stay importable from here.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import math
 from array import array
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from itertools import chain
-from operator import attrgetter
-from typing import Any, Literal
+from typing import Any
 
 import msgspec
 import numpy as np
 
-from qtsafe.telemetry.duplicates import has_duplicate_vote_keys, page_suspect
+from qtsafe.telemetry.columns import NO_SYMBOL as NO_SYMBOL
+from qtsafe.telemetry.columns import SKIP_REASONS as SKIP_REASONS
+from qtsafe.telemetry.columns import ModelColumns as ModelColumns
+from qtsafe.telemetry.columns import Telemetry as Telemetry
+from qtsafe.telemetry.columns import _ModelAccumulator, _sorted_symbols
+from qtsafe.telemetry.decode import (
+    _ACTION,
+    _BATCH,
+    _CONFIDENCE,
+    _ENTRY_PRICE,
+    _FAST,
+    _INACTIVE,
+    _SHADOW,
+    _SYMBOL,
+    _page_suspect,
+    _StrictIntent,
+    _StrictVote,
+    _Vote,
+    _vote_from_obj,
+)
+from qtsafe.telemetry.decode import EVENT_TYPE as EVENT_TYPE
+from qtsafe.telemetry.decode import RawEntry as RawEntry
+from qtsafe.telemetry.decode import classify_confidence as classify_confidence
+from qtsafe.telemetry.decode import classify_price as classify_price
+from qtsafe.telemetry.decode import first_fields as first_fields
+from qtsafe.telemetry.decode import symbol_name as symbol_name
+from qtsafe.telemetry.duplicates import has_duplicate_vote_keys
+from qtsafe.telemetry.merge import merge_telemetry as merge_telemetry
 from qtsafe.votes import ACTION_CODES, VoteDefects
 
 # Kept importable from here for rolling.py; they live in qtsafe.votes. Remove when rolling imports them there.
 from qtsafe.votes import BAD_VOTE_KINDS as BAD_VOTE_KINDS
 from qtsafe.votes import INVALID_KINDS as INVALID_KINDS
 
-EVENT_TYPE = b"trade.intent"
 PSEUDO_MODELS = frozenset({"fallback"})
-
-# Entry-level skip reasons, in the order reports list them.
-SKIP_REASONS = ("other_event_type", "no_payload", "bad_json", "payload_not_object", "no_breakdown", "bad_breakdown",
-                "duplicate_key")
-
-RawEntry = tuple[bytes, Sequence[bytes]]  # (stream id, [field, value, field, value, ...])
-
-
-class _Vote(msgspec.Struct, gc=False):
-    action: Any = msgspec.UNSET
-    confidence: Any = msgspec.UNSET
-    inactive: Any = False
-    shadow: Any = False
-
-
-class _Intent(msgspec.Struct, gc=False):
-    model_breakdown: (
-        dict[str, _Vote | str | int | float | bool | None | list[Any]] | None | msgspec.UnsetType
-    ) = msgspec.UNSET
-    symbol: Any = None
-    entry_price: Any = None
-
-
-_FAST = msgspec.json.Decoder(_Intent)
-
-
-class _StrictVote(msgspec.Struct, gc=False):
-    """A perfectly well-formed vote. Anything else fails the page's batch decode and takes the careful path."""
-
-    action: Literal["BUY", "SELL", "HOLD"]
-    confidence: float
-    # UNSET (falsy) when absent, so duplicates.page_suspect can count the flags that were written.
-    inactive: bool | msgspec.UnsetType = msgspec.UNSET
-    shadow: bool | msgspec.UnsetType = msgspec.UNSET
-
-
-class _StrictIntent(msgspec.Struct, gc=False):
-    model_breakdown: dict[str, _StrictVote] | None = None
-    confidence: Any = msgspec.UNSET  # only counted: see duplicates.page_suspect
-    # Outcome scoring reads these. Any other type (a price given as a string, a number as symbol) fails the
-    # batch decode and the careful path records it as missing, exactly as classify_price/symbol_name do.
-    symbol: str | None = None
-    entry_price: float | None = None
-
-
-_BATCH = msgspec.json.Decoder(list[_StrictIntent])
-_CONFIDENCE = attrgetter("confidence")
-_ACTION = attrgetter("action")
-_INACTIVE = attrgetter("inactive")
-_SHADOW = attrgetter("shadow")
-_TOP_CONFIDENCE = attrgetter("confidence")
-_SYMBOL = attrgetter("symbol")
-_ENTRY_PRICE = attrgetter("entry_price")
-NO_SYMBOL = -1
-
-
-def classify_price(value: Any) -> float:
-    """An ``entry_price`` as a float, NaN when missing or unusable (not a JSON number, not finite, <= 0).
-    A missing price is missing: never a default, never coerced from a string."""
-    if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
-        return math.nan
-    try:
-        number = float(value)
-    except OverflowError:
-        return math.nan
-    return number if math.isfinite(number) and number > 0 else math.nan
-
-
-def symbol_name(value: Any) -> str | None:
-    """A ``symbol`` if it is a non-empty string, else None (missing)."""
-    return value if isinstance(value, str) and value else None
-
-
-def classify_confidence(value: Any) -> tuple[str | None, float]:
-    """Return (invalid kind or None, value). A valid value is finite and >= 0 (it may exceed 1)."""
-    if value is msgspec.UNSET:
-        return "missing", math.nan
-    if value is None:
-        return "null", math.nan
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return "non_numeric", math.nan
-    try:
-        number = float(value)
-    except OverflowError:  # a JSON integer beyond the float range
-        return "inf", math.nan
-    if math.isnan(number):
-        return "nan", math.nan
-    if math.isinf(number):
-        return "inf", math.nan
-    if number < 0:
-        return "negative", math.nan
-    return None, number
-
-
-def first_fields(fields: Sequence[bytes]) -> tuple[bytes | None, bytes | None]:
-    """``event_type`` and ``payload`` of an entry; a field given twice counts by its first value, as the
-    page-at-once path (which reads the producer's positions) does."""
-    event_type = payload = None
-    for i in range(0, len(fields) - 1, 2):
-        if fields[i] == b"event_type" and event_type is None:
-            event_type = fields[i + 1]
-        elif fields[i] == b"payload" and payload is None:
-            payload = fields[i + 1]
-    return event_type, payload
-
-
-class _ModelAccumulator:
-    """Growing columns for one model: valid votes only, plus counters for everything else."""
-
-    __slots__ = ("name", "event_idx", "action", "conf", "chunks", "present", "inactive", "shadow", "above_one",
-                 "invalid", "bad", "examples")
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        # Votes from the careful per-entry path are staged in arrays and flushed into ``chunks`` in
-        # order with the batch path's numpy chunks, so the columns stay chronological.
-        self.event_idx = array("q")
-        self.action = array("b")
-        self.conf = array("d")
-        self.chunks: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-        self.present = 0
-        self.inactive = 0
-        self.shadow = 0
-        self.above_one = 0
-        self.invalid = dict.fromkeys(INVALID_KINDS, 0)
-        self.bad = dict.fromkeys(BAD_VOTE_KINDS, 0)
-        self.examples: dict[str, str] = {}
-
-    def flush(self) -> None:
-        if len(self.action):
-            self.chunks.append((np.frombuffer(self.event_idx, dtype=np.int64).copy(),
-                                np.frombuffer(self.action, dtype=np.int8).copy(),
-                                np.frombuffer(self.conf, dtype=np.float64).copy()))
-            self.event_idx, self.action, self.conf = array("q"), array("b"), array("d")
-
-    def columns(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        self.flush()
-        if not self.chunks:
-            return np.empty(0, np.int64), np.empty(0, np.int8), np.empty(0, np.float64)
-        return (np.concatenate([c[0] for c in self.chunks]), np.concatenate([c[1] for c in self.chunks]),
-                np.concatenate([c[2] for c in self.chunks]))
-
-
-@dataclasses.dataclass(frozen=True)
-class ModelColumns:
-    """One model's valid votes as numpy columns (chronological) and its defect counters."""
-
-    name: str
-    event_idx: np.ndarray  # index into Telemetry.event_ms of each valid vote
-    action: np.ndarray  # int8 codes, see qtsafe.votes.ACTIONS
-    conf: np.ndarray  # float64, finite, >= 0
-    shadow: int
-    defects: VoteDefects
-    examples: dict[str, str]  # defect kind -> first stream ID showing it
-
-    @property
-    def n_valid(self) -> int:
-        return int(self.action.shape[0])
-
-
-@dataclasses.dataclass(frozen=True)
-class Telemetry:
-    """Everything read from one window, reconciled: read = evaluated + sum(skipped)."""
-
-    read: int
-    evaluated: int
-    skipped: dict[str, int]
-    skip_examples: dict[str, str]
-    first_id: str | None
-    last_id: str | None
-    event_ms: np.ndarray  # int64 stream-ID milliseconds of each evaluated event
-    votes: np.ndarray  # (evaluated, 3) int16: BUY/SELL/HOLD votes among voting models per event
-    models: dict[str, ModelColumns]
-    pseudo_entries: int  # breakdown entries of pseudo-models (fallback), counted, never judged
-    # Per evaluated event, for outcome scoring: the payload's symbol as a code into ``symbol_names`` (sorted;
-    # NO_SYMBOL where missing) and its ``entry_price`` (NaN where missing or unusable).
-    symbol: np.ndarray = dataclasses.field(default_factory=lambda: np.empty(0, np.int32))
-    symbol_names: tuple[str, ...] = ()
-    entry_price: np.ndarray = dataclasses.field(default_factory=lambda: np.empty(0, np.float64))
-
-    def reconciliation(self) -> dict[str, Any]:
-        return {
-            "read": self.read,
-            "evaluated": self.evaluated,
-            "skipped": dict(self.skipped),
-            "balanced": self.read == self.evaluated + sum(self.skipped.values()),
-            "examples": dict(self.skip_examples),
-            "pseudo_model_entries": self.pseudo_entries,
-        }
+_SKIPPED = object()  # what _slow_breakdown returns for an entry it counted as skipped
 
 
 class TelemetryBuilder:
@@ -501,105 +339,3 @@ class TelemetryBuilder:
             entry_price=np.frombuffer(self.entry_price, dtype=np.float64).copy(),
         )
 
-
-def _sorted_symbols(codes: np.ndarray, names: Sequence[str | None]) -> dict[str, Any]:
-    """Renumber symbol codes (``names[code]``) by sorted name: the ``symbol``/``symbol_names`` fields."""
-    ordered = tuple(sorted(str(name) for name in names))
-    index = {name: code for code, name in enumerate(ordered)}
-    # The last slot maps NO_SYMBOL (-1) to itself.
-    lookup = np.array([index[str(name)] for name in names] + [NO_SYMBOL], dtype=np.int32)
-    return {"symbol": lookup[codes], "symbol_names": ordered}
-
-
-_SKIPPED = object()
-
-
-def _page_suspect(joined: bytes, intents: list[_StrictIntent]) -> bool:
-    votes = list(chain.from_iterable(i.model_breakdown.values() for i in intents if i.model_breakdown))
-    top = len(intents) - list(map(_TOP_CONFIDENCE, intents)).count(msgspec.UNSET)
-    inactive = len(votes) - list(map(_INACTIVE, votes)).count(msgspec.UNSET)
-    shadow = len(votes) - list(map(_SHADOW, votes)).count(msgspec.UNSET)
-    return page_suspect(joined, len(votes), top, inactive, shadow)
-
-
-def _vote_from_obj(entry: Any) -> Any:
-    """The slow path's equivalent of the fast decoder's union: an object becomes a _Vote, else kept."""
-    if not isinstance(entry, dict):
-        return entry
-    return _Vote(
-        action=entry.get("action", msgspec.UNSET),
-        confidence=entry.get("confidence", msgspec.UNSET),
-        inactive=entry.get("inactive", False),
-        shadow=entry.get("shadow", False),
-    )
-
-
-def merge_telemetry(parts: Sequence[Telemetry]) -> Telemetry:
-    """Join the telemetry of consecutive, non-overlapping windows (oldest first) into one, as if read at once."""
-    if not parts:
-        return TelemetryBuilder().build()
-    if len(parts) == 1:
-        return parts[0]
-    skipped = dict.fromkeys(SKIP_REASONS, 0)
-    skip_examples: dict[str, str] = {}
-    for part in parts:
-        for reason, count in part.skipped.items():
-            skipped[reason] = skipped.get(reason, 0) + count
-        for reason, example in part.skip_examples.items():
-            skip_examples.setdefault(reason, example)
-    offsets = np.cumsum([0] + [p.evaluated for p in parts[:-1]])
-    models: dict[str, ModelColumns] = {}
-    for name in sorted({n for p in parts for n in p.models}):
-        pieces = [(p.models[name], int(off)) for p, off in zip(parts, offsets, strict=True) if name in p.models]
-        invalid = dict.fromkeys(INVALID_KINDS, 0)
-        bad = dict.fromkeys(BAD_VOTE_KINDS, 0)
-        examples: dict[str, str] = {}
-        for columns, _ in pieces:
-            for kind, count in columns.defects.invalid_confidence.items():
-                invalid[kind] = invalid.get(kind, 0) + count
-            for kind, count in columns.defects.bad_votes.items():
-                bad[kind] = bad.get(kind, 0) + count
-            for kind, example in columns.examples.items():
-                examples.setdefault(kind, example)
-        models[name] = ModelColumns(
-            name=name,
-            event_idx=np.concatenate([c.event_idx + off for c, off in pieces]),
-            action=np.concatenate([c.action for c, _ in pieces]),
-            conf=np.concatenate([c.conf for c, _ in pieces]),
-            shadow=sum(c.shadow for c, _ in pieces),
-            defects=VoteDefects(
-                present=sum(c.defects.present for c, _ in pieces),
-                inactive=sum(c.defects.inactive for c, _ in pieces),
-                invalid_confidence=invalid,
-                above_one=sum(c.defects.above_one for c, _ in pieces),
-                bad_votes=bad,
-            ),
-            examples=examples,
-        )
-    firsts = [p.first_id for p in parts if p.first_id is not None]
-    lasts = [p.last_id for p in parts if p.last_id is not None]
-    return Telemetry(
-        read=sum(p.read for p in parts),
-        evaluated=sum(p.evaluated for p in parts),
-        skipped=skipped,
-        skip_examples=skip_examples,
-        first_id=firsts[0] if firsts else None,
-        last_id=lasts[-1] if lasts else None,
-        event_ms=np.concatenate([p.event_ms for p in parts]),
-        votes=np.concatenate([p.votes for p in parts]).reshape(-1, 3),
-        models=models,
-        pseudo_entries=sum(p.pseudo_entries for p in parts),
-        **_merged_symbols(parts),
-        entry_price=np.concatenate([p.entry_price for p in parts]),
-    )
-
-
-def _merged_symbols(parts: Sequence[Telemetry]) -> dict[str, Any]:
-    """Each part numbers its own symbols; rebase them on the sorted union of names."""
-    ordered = tuple(sorted({name for p in parts for name in p.symbol_names}))
-    index = {name: code for code, name in enumerate(ordered)}
-    columns = []
-    for part in parts:
-        lookup = np.array([index[name] for name in part.symbol_names] + [NO_SYMBOL], dtype=np.int32)
-        columns.append(lookup[part.symbol])
-    return {"symbol": np.concatenate(columns).astype(np.int32), "symbol_names": ordered}

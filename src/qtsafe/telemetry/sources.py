@@ -25,8 +25,8 @@ import redis
 
 from qtsafe.config import Settings
 from qtsafe.errors import InputError, RedisUnreachableError, TelemetryError
+from qtsafe.telemetry.decode import RawEntry
 from qtsafe.telemetry.ids import MAX_ID, MIN_ID, next_id, parse_stream_id, prev_id
-from qtsafe.telemetry.parse import RawEntry
 
 Page = list[RawEntry]
 Progress = Callable[[int, int | None], None]
