@@ -19,7 +19,7 @@ from qtsafe.checks.consensus import (
 )
 from qtsafe.config import Thresholds
 
-# A window's telemetry as the reader builds it (qtsafe.telemetry.parse.Telemetry): ``evaluated``, ``votes`` and
+# A window's telemetry as the reader builds it (qtsafe.telemetry.columns.Telemetry): ``evaluated``, ``votes`` and
 # ``models`` (name -> columns with event_idx, action, shadow, n_valid). Checks import no telemetry code.
 Telemetry = Any
 

@@ -30,12 +30,12 @@ from qtsafe.checks.paired import NonInferiority, PairedComparison, pair_differen
 from qtsafe.monitor.rolling import pack, unpack
 from qtsafe.outcome_evidence import BASELINE_CONSENSUS, CANARY_COMPARISON, baseline_direction, canary_against_baseline
 from qtsafe.status import Status
-from qtsafe.telemetry.parse import NO_SYMBOL
+from qtsafe.telemetry.columns import NO_SYMBOL
 from qtsafe.votes import BUY, SELL
 
 if TYPE_CHECKING:
     from qtsafe.config import Outcomes
-    from qtsafe.telemetry.parse import Telemetry
+    from qtsafe.telemetry.columns import Telemetry
 
 MAX_PENDING = 100_000  # events; at the producer's rate a 5-minute horizon holds a few hundred
 _TIME_BITS = 42  # ms offsets of the search key (139 years); the symbol code sits above them

@@ -30,7 +30,8 @@ from qtsafe.checks.consensus import (
 from qtsafe.checks.ensemble import EnsembleFigures
 from qtsafe.checks.quality import ACTIONS, ModelStats, VoteDefects, model_stats
 from qtsafe.config import Thresholds
-from qtsafe.telemetry.parse import BAD_VOTE_KINDS, INVALID_KINDS, ModelColumns
+from qtsafe.telemetry.columns import ModelColumns
+from qtsafe.votes import BAD_VOTE_KINDS, INVALID_KINDS
 
 BINS = 1001  # [0, 0.001), ..., [0.999, 1.0], and one bin for values above 1
 _EDGES = np.linspace(0.0, 1.0, 1001)

@@ -27,8 +27,9 @@ from qtsafe.monitor.evidence import (
 from qtsafe.monitor.outcomes import outcomes_for, restore
 from qtsafe.monitor.rolling import RollingConsensus, RollingEnsemble, RollingModel
 from qtsafe.monitor.stream import continuity_violations, stream_facts
+from qtsafe.telemetry.columns import Telemetry
 from qtsafe.telemetry.ids import MAX_ID, next_id, stream_id_for
-from qtsafe.telemetry.parse import Telemetry, TelemetryBuilder
+from qtsafe.telemetry.parse import TelemetryBuilder
 from qtsafe.telemetry.sources import Source
 from qtsafe.timeutil import format_duration, iso, parse_utc, utc_now
 
