@@ -133,6 +133,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--entries", type=int, default=1_000_000)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--no-charts", action="store_true", help="time the gate without its PNG chart")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         proc, url = start_redis(Path(tmp))
@@ -143,7 +144,8 @@ def main() -> None:
                   flush=True)
             env = {k: v for k, v in os.environ.items() if not k.startswith("QTSAFE_")}
             gate = [sys.executable, "-m", "qtsafe", "quality-gate", "--mode", "canary", "--after",
-                    "2000-01-01T00:00:00Z", "--redis-url", url, "--base-dir", tmp, "--quiet", "--json"]
+                    "2000-01-01T00:00:00Z", "--redis-url", url, "--base-dir", tmp, "--quiet", "--json",
+                    *(["--no-charts"] if args.no_charts else [])]
             floor = [sys.executable, "-c", FLOOR_PLAIN, url, STREAM]
             rows: dict[str, list[tuple[float, float]]] = {"floor": [], "gate": []}
             for run in range(args.runs):
@@ -168,6 +170,7 @@ def main() -> None:
         "gate_seconds": round(med["gate"][0], 2),
         "gate_peak_rss_mb": round(med["gate"][1]),
         "ratio_to_floor": round(ratio, 2),
+        "charts": not args.no_charts,
     }
     print(json.dumps(result, indent=2))
     print(f"quality-gate: {ratio:.2f}x the raw read floor (goal <= 1.5x), peak RSS {med['gate'][1]:.0f} MB "

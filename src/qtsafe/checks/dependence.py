@@ -235,23 +235,27 @@ def std_beyond_limit(values: np.ndarray, limit: float, side: Side = "min", alpha
     return Evidence(estimate, low, high, violated)
 
 
-def quantile_bounds(values: np.ndarray, q: float, alpha: float) -> tuple[float, float, float]:
+def quantile_bounds(values: np.ndarray, q: float, alpha: float, *,
+                    ordered: np.ndarray | None = None) -> tuple[float, float, float]:
     """Linear-interpolated quantile q and distribution-free one-sided (1 - alpha) bounds for it.
 
     The share of the population at or below the true quantile is q; Wilson bounds [q_lo, q_hi] for that
     share, with n_eff of the indicator series 1{x <= estimate}, are mapped back through the sample
-    quantile function (Woodruff's method). No density estimate and no resampling.
+    quantile function (Woodruff's method). No density estimate and no resampling. ``ordered`` is the
+    values sorted, when the caller has them: each percentile of a sorted million is ~5 ms instead of ~20
+    (the indicator series stays in event order: its dependence is what n_eff measures).
     """
     x = np.asarray(values, dtype=np.float64)
     if x.shape[0] == 0:
         raise ValueError("quantile_bounds needs at least one value")
-    estimate = float(np.percentile(x, q * 100.0))
+    at = x if ordered is None else ordered
+    estimate = float(np.percentile(at, q * 100.0))
     z = critical_z(alpha)
     if math.isinf(z):
         return estimate, float("-inf"), float("inf")
     size = effective_sample_size(x <= estimate)
     q_lo, q_hi = wilson_bounds(q * size, size, z)
-    return estimate, float(np.percentile(x, q_lo * 100.0)), float(np.percentile(x, q_hi * 100.0))
+    return estimate, float(np.percentile(at, q_lo * 100.0)), float(np.percentile(at, q_hi * 100.0))
 
 
 def spread_beyond_limit(
@@ -274,8 +278,9 @@ def spread_beyond_limit(
     x = np.asarray(values, dtype=np.float64)
     if x.shape[0] == 0:
         return Evidence(float("nan"), 0.0, float("inf"), False)
-    top, top_lo, top_hi = quantile_bounds(x, upper_q, alpha / 2.0)
-    bottom, bottom_lo, bottom_hi = quantile_bounds(x, lower_q, alpha / 2.0)
+    ordered = np.sort(x)  # one sort serves all six percentiles (SIMD sort beats six partitions)
+    top, top_lo, top_hi = quantile_bounds(x, upper_q, alpha / 2.0, ordered=ordered)
+    bottom, bottom_lo, bottom_hi = quantile_bounds(x, lower_q, alpha / 2.0, ordered=ordered)
     low = max(top_lo - bottom_hi, 0.0)
     high = top_hi - bottom_lo  # inf when this look has no alpha: nothing can be established
     violated = low > limit if side == "max" else high < limit
