@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -120,7 +121,13 @@ def run_quality_gate(
         if window.after is None:
             raise InputError("--baseline-window needs a cutover (--after)")
         baseline = gather_before(source, window.start_id, telemetry.read)
-    verdicts, findings = judge_models(telemetry, t, min_events=min_events, only=models, baseline=baseline)
+    # The outcomes section is informational and independent of the verdicts: scored on a second thread while
+    # the models are judged (both are numpy work that releases the GIL; ~0.4 s of a million-event gate).
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="qtsafe-outcomes") as pool:
+        scoring = pool.submit(window_outcomes, settings, telemetry,
+                              canary=models[0] if models and len(models) == 1 else None, prices=prices)
+        verdicts, findings = judge_models(telemetry, t, min_events=min_events, only=models, baseline=baseline)
+        outcomes = scoring.result()
     stalled = stall_finding(evidence, settings, now, live=require_fresh or isinstance(source, RedisStreamSource))
     if stalled is not None:
         findings.append(stalled)
@@ -147,8 +154,7 @@ def run_quality_gate(
         loosened=settings.loosened(),
         baseline_events=baseline.evaluated if baseline is not None else None,
         read_seconds=evidence.read_seconds,
-        outcomes=window_outcomes(settings, telemetry, canary=models[0] if models and len(models) == 1 else None,
-                                 prices=prices),
+        outcomes=outcomes,
     )
     if not write_report:
         return result
