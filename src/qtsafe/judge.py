@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -144,6 +145,9 @@ def judge_model(columns: ModelColumns, thresholds: Thresholds, *, min_events: in
     )
 
 
+_THREADED_EVENTS = 100_000  # evaluated events from which judging goes on threads
+
+
 def judge_models(
     telemetry: Telemetry,
     thresholds: Thresholds,
@@ -163,24 +167,34 @@ def judge_models(
         window_findings.append(Finding("no_models", FAIL,
                                        f"no model votes in the window ({telemetry.read} entries read, "
                                        f"{telemetry.evaluated} evaluated)", "window", "whole window"))
-    verdicts: list[ModelVerdict] = []
+    present = [name for name in names if name in telemetry.models]
     for name in names:
-        columns = telemetry.models.get(name)
-        if columns is None:
+        if name not in telemetry.models:
             seen = ", ".join(sorted(telemetry.models)) or "none"
             window_findings.append(Finding("model_missing", FAIL,
                                            f"{name}: no entries for this model in the window (models seen: {seen})",
                                            name, "whole window"))
-            continue
-        verdict = judge_model(columns, thresholds, min_events=min_events, events=telemetry.evaluated)
+
+    def one(name: str) -> ModelVerdict:
+        verdict = judge_model(telemetry.models[name], thresholds, min_events=min_events, events=telemetry.evaluated)
         if baseline is not None and name in baseline.models:
             before = baseline.models[name]
             verdict = dataclasses.replace(verdict, baseline=model_stats(before.action, before.conf, thresholds))
-        verdicts.append(verdict)
-    if verdicts:
+        return verdict
+
+    if not present:
+        return [], window_findings
+    # Large windows: the models are judged on threads beside the window's leave-one-out judgement (numpy's sorts,
+    # reductions and FFTs release the GIL); small ones in line, where a thread would cost more than it saves.
+    threaded = telemetry.evaluated >= _THREADED_EVENTS
+    with ThreadPoolExecutor(max_workers=2 if threaded else 1, thread_name_prefix="qtsafe-judge") as pool:
+        window = (pool.submit(judge_window, telemetry, thresholds, baseline=baseline, judged=present)
+                  if relative is None and threaded else None)
+        verdicts = list(pool.map(one, present)) if threaded else [one(name) for name in present]
         if relative is None:
-            relative = judge_window(telemetry, thresholds, baseline=baseline, judged=[v.name for v in verdicts])
-        verdicts = [with_relative(v, relative) for v in verdicts]
+            relative = window.result() if window is not None else judge_window(
+                telemetry, thresholds, baseline=baseline, judged=present)
+    verdicts = [with_relative(v, relative) for v in verdicts]
     return verdicts, window_findings
 
 
