@@ -69,6 +69,15 @@ def _sorted_keys(symbols: np.ndarray, ms: np.ndarray, origin: int, span: int) ->
     return order, keys[order]
 
 
+def _search(keys: np.ndarray, ordered_keys: np.ndarray, event_order: np.ndarray, offset: int,
+            side: Literal["left", "right"]) -> np.ndarray:
+    """Positions of every event's key + ``offset`` in the sorted ``keys``, queried in sorted order (searchsorted
+    is ~3x faster on sorted needles) and scattered back to event order."""
+    out = np.empty(event_order.shape[0], dtype=np.int64)
+    out[event_order] = np.searchsorted(keys, ordered_keys + offset, side=side)
+    return out
+
+
 def realised_direction(
     event_ms: np.ndarray,
     symbols: np.ndarray,
@@ -108,7 +117,9 @@ def realised_direction(
         ref_ms = np.asarray(prices.ms, dtype=np.int64)
         ref_price = np.asarray(prices.price, dtype=np.float64)
     good = np.isfinite(ref_price) & (ref_price > 0)
-    ref_sym, ref_ms, ref_price = ref_sym[good], ref_ms[good], ref_price[good]
+    if not good.all():  # copies only when some price is unusable (a million events: 24 MB saved otherwise)
+        ref_sym, ref_ms, ref_price = ref_sym[good], ref_ms[good], ref_price[good]
+    del good
     latest = int(max(t.max(), ref_ms.max())) if ref_ms.size else int(t.max())
     now = latest if now_ms is None else int(now_ms)
     origin = int(min(t.min(), ref_ms.min())) if ref_ms.size else int(t.min())
@@ -129,23 +140,20 @@ def realised_direction(
     else:
         event_order, ordered_keys = _sorted_keys(sym, t, origin, span)
 
-    def search(offset: int, side: Literal["left", "right"]) -> np.ndarray:
-        out = np.empty(n, dtype=np.int64)
-        out[event_order] = np.searchsorted(keys, ordered_keys + offset, side=side)
-        return out
-
     if prices is None:
         start = price
     else:
-        at = search(0, "right") - 1
+        at = _search(keys, ordered_keys, event_order, 0, "right") - 1
         ok = (at >= 0) & (sorted_sym[np.maximum(at, 0)] == sym)
         start = np.where(ok, sorted_price[np.maximum(at, 0)], np.nan)
     has_start = np.isfinite(start) & (start > 0)
 
-    pos = search(horizon_ms, "left")
+    pos = _search(keys, ordered_keys, event_order, horizon_ms, "left")
+    del keys, ordered_keys, event_order, order  # the searches are done: free them before the last arrays
     inside = np.minimum(pos, m - 1)
     # An end price after "now" (data newer than the caller's clock) is not used: the vote stays pending.
     found = (pos < m) & (sorted_sym[inside] == sym) & (sorted_ms[inside] <= now)
+    del pos
     status[passed & ~found] = AWAITING
     resolved = passed & found
     if max_delay_ms is not None:
