@@ -186,14 +186,16 @@ def judge_models(
         return [], window_findings
     # Large windows: the models are judged on threads beside the window's leave-one-out judgement (numpy's sorts,
     # reductions and FFTs release the GIL); small ones in line, where a thread would cost more than it saves.
-    threaded = telemetry.evaluated >= _THREADED_EVENTS
-    with ThreadPoolExecutor(max_workers=2 if threaded else 1, thread_name_prefix="qtsafe-judge") as pool:
-        window = (pool.submit(judge_window, telemetry, thresholds, baseline=baseline, judged=present)
-                  if relative is None and threaded else None)
-        verdicts = list(pool.map(one, present)) if threaded else [one(name) for name in present]
-        if relative is None:
-            relative = window.result() if window is not None else judge_window(
-                telemetry, thresholds, baseline=baseline, judged=present)
+    if telemetry.evaluated < _THREADED_EVENTS:
+        verdicts = [one(name) for name in present]
+    else:
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="qtsafe-judge") as pool:
+            window = (pool.submit(judge_window, telemetry, thresholds, baseline=baseline, judged=present)
+                      if relative is None else None)
+            verdicts = list(pool.map(one, present))
+            relative = window.result() if window is not None else relative
+    if relative is None:
+        relative = judge_window(telemetry, thresholds, baseline=baseline, judged=present)
     verdicts = [with_relative(v, relative) for v in verdicts]
     return verdicts, window_findings
 
