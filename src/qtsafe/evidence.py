@@ -80,6 +80,10 @@ def trim_report(info: dict[str, Any], start_id: str) -> dict[str, Any]:
             "trimmed_at_most": lost if detected else 0, "note": note}
 
 
+# Slices per worker: small slices keep each worker's result (and its pickled copy) small and let the workers
+# finish together; each costs a connection and a few Redis calls (docs/performance.md).
+_SLICES_PER_WORKER = 4
+
 # The source a forked worker reads from and the server the read began on (set in the parent just
 # before the fork; fork copies them): a worker that connects after a restart must not read the new server.
 _WORKER_SOURCE: tuple[RedisStreamSource, ServerMark] | None = None
@@ -117,7 +121,7 @@ def _gather_parallel(source: RedisStreamSource, start: str, end: str, workers: i
     bounds = source.bounds(start, end)
     if bounds is None:
         return None
-    slices = _slices(bounds[0], bounds[1], start, end, workers * 2)
+    slices = _slices(bounds[0], bounds[1], start, end, workers * _SLICES_PER_WORKER)
     if len(slices) < 2:
         return None
     _WORKER_SOURCE = (source, mark)

@@ -35,6 +35,13 @@ DUPLICATED = {
                  '{"action": "BUY", "confidence": 0.8}, ' + VOTES + '}}',
     "spaced_colon": '{"confidence": 0.9, "model_breakdown": {"xgb": {"action": "BUY", "confidence" : 0.2, '
                     '"confidence": 0.8}, ' + VOTES + '}}',
+    # A key written with a JSON escape is the same key to every decoder, but not to a count of raw bytes.
+    "escaped_action": '{"confidence": 0.9, "model_breakdown": {"xgb": {"action": "BUY", "\\u0061ction": "SELL", '
+                      '"confidence": 0.8}, ' + VOTES + '}}',
+    "escaped_flag": '{"confidence": 0.9, "model_breakdown": {"xgb": {"action": "BUY", "confidence": 0.8, '
+                    '"shadow": true, "sh\\u0061dow": false}, ' + VOTES + '}}',
+    "escaped_top_level": '{"confidence": 0.9, "c\\u006Fnfidence": 0.1, "model_breakdown": {"xgb": '
+                         '{"action": "BUY", "confidence": 0.8}, ' + VOTES + '}}',
 }
 
 
@@ -112,3 +119,43 @@ def test_both_reader_paths_classify_alike() -> None:
         careful.feed(page)
         assert batch.build().skipped["duplicate_key"] == expected
         assert careful.build().skipped["duplicate_key"] == expected
+
+
+def test_a_flag_no_vote_writes_is_not_counted(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The batch path counts "shadow"/"inactive" only when a decoded vote carries the flag: a page where none
+    does stays on the batch path even with the word elsewhere; once a vote writes it, the stray word no longer
+    reconciles and the page goes the careful way (which finds no duplicate)."""
+    careful: list[int] = []
+    original = TelemetryBuilder._feed_careful
+
+    def spy(self: TelemetryBuilder, ids: list[bytes], payloads: list[bytes]) -> None:
+        careful.append(len(ids))
+        original(self, ids, payloads)
+
+    monkeypatch.setattr(TelemetryBuilder, "_feed_careful", spy)
+
+    def page(vote_flag: str) -> list[tuple[bytes, list[bytes]]]:
+        text = ('{"confidence": 0.9, "note": "shadow", "model_breakdown": {"xgb": {"action": "BUY", '
+                '"confidence": 0.8' + vote_flag + '}, ' + VOTES + '}}')
+        return [(f"{1000 + i}-0".encode(), [b"event_type", b"trade.intent", b"payload", text.encode()])
+                for i in range(20)]
+
+    for flag, expected_careful in (("", []), (', "shadow": true', [20])):
+        careful.clear()
+        builder = TelemetryBuilder()
+        builder.feed(page(flag))
+        t = builder.build()
+        assert careful == expected_careful
+        assert t.evaluated == 20 and t.skipped["duplicate_key"] == 0
+        assert t.models["xgb"].n_valid == 20 and t.models["xgb"].shadow == (20 if flag else 0)
+
+
+def test_an_escaped_letter_that_is_no_key_is_not_a_defect() -> None:
+    """A page with an escape goes the careful way, which classifies it like the batch path would have."""
+    text = ('{"confidence": 0.9, "reason": "caf\\u00e9 \\u0041", "model_breakdown": {"xgb": {"action": "BUY", '
+            '"confidence": 0.8}, ' + VOTES + '}}')
+    builder = TelemetryBuilder()
+    builder.feed(_page(text, 7))
+    t = builder.build()
+    assert t.evaluated == 31 and t.skipped["duplicate_key"] == 0
+    assert t.models["xgb"].action[7] == 0 and t.models["lgbm"].action[7] == 1

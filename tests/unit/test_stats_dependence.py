@@ -22,6 +22,7 @@ from qtsafe.checks.dependence import (
     mean_beyond_limit,
     proportion_evidence,
     quantile_bounds,
+    sorted_percentile,
     spread_beyond_limit,
     std_beyond_limit,
     wilson_bounds,
@@ -268,3 +269,25 @@ def test_mean_evidence_matches_the_normal_formula_and_covers() -> None:
         e = mean_beyond_limit(x, 0.0, "max", alpha=0.025)
         misses += not e.low <= 0.7 <= e.high
     assert misses / 200 < 0.12
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_sorted_percentile_is_numpys_float(seed: int) -> None:
+    """The O(1) look-up of a sorted array gives exactly np.percentile's linear answer: same float, every
+    percent (ends, halves, the Wilson ends quantile_bounds asks for), with ties and tiny arrays."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 5)) if seed < 2 else int(rng.integers(5, 3000))
+    values = np.round(rng.beta(2, 2, size=n), 2 if seed % 2 else 12)  # rounding makes ties
+    ordered = np.sort(values)
+    percents = [0.0, 100.0, 50.0, 10.0, 90.0, *(rng.uniform(0, 100, size=200) * 1.0)]
+    for q in (0.1, 0.9, 0.0137):
+        percents += [q * 100.0, wilson_bounds(q * n, n, 2.24)[0] * 100.0, wilson_bounds(q * n, n, 2.24)[1] * 100.0]
+    for percent in percents:
+        assert sorted_percentile(ordered, float(percent)) == float(np.percentile(values, float(percent)))
+
+
+def test_sorted_percentile_refuses_what_numpy_refuses() -> None:
+    with pytest.raises(ValueError):
+        sorted_percentile(np.empty(0), 50.0)
+    with pytest.raises(ValueError):
+        sorted_percentile(np.arange(3.0), 100.5)

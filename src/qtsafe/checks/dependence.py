@@ -248,14 +248,38 @@ def quantile_bounds(values: np.ndarray, q: float, alpha: float, *,
     x = np.asarray(values, dtype=np.float64)
     if x.shape[0] == 0:
         raise ValueError("quantile_bounds needs at least one value")
-    at = x if ordered is None else ordered
-    estimate = float(np.percentile(at, q * 100.0))
+    def percentile(percent: float) -> float:
+        return float(np.percentile(x, percent)) if ordered is None else sorted_percentile(ordered, percent)
+
+    estimate = percentile(q * 100.0)
     z = critical_z(alpha)
     if math.isinf(z):
         return estimate, float("-inf"), float("inf")
     size = effective_sample_size(x <= estimate)
     q_lo, q_hi = wilson_bounds(q * size, size, z)
-    return estimate, float(np.percentile(at, q_lo * 100.0)), float(np.percentile(at, q_hi * 100.0))
+    return estimate, percentile(q_lo * 100.0), percentile(q_hi * 100.0)
+
+
+def sorted_percentile(ordered: np.ndarray, percent: float) -> float:
+    """``np.percentile(ordered, percent)`` (method "linear") of values already sorted ascending, in O(1).
+
+    numpy partitions its input even when it is sorted (~3 ms per call on a million values); this reads the
+    two neighbours and interpolates with numpy's own formula, so the result is the same float.
+    """
+    n = int(ordered.shape[0])
+    if n == 0:
+        raise ValueError("sorted_percentile needs at least one value")
+    if not 0.0 <= percent <= 100.0:
+        raise ValueError(f"percent must be within [0, 100], got {percent!r}")
+    virtual = (n - 1) * (percent / 100.0)
+    if virtual >= n - 1:
+        return float(ordered[n - 1])
+    below = math.floor(virtual)
+    gamma = virtual - below
+    a, b = float(ordered[below]), float(ordered[below + 1])
+    diff = b - a
+    # numpy's _lerp: from the nearer end, so that gamma 1 gives b exactly.
+    return b - diff * (1.0 - gamma) if gamma >= 0.5 else a + diff * gamma
 
 
 def spread_beyond_limit(
@@ -343,6 +367,7 @@ __all__ = [
     "normal_quantile",
     "proportion_evidence",
     "quantile_bounds",
+    "sorted_percentile",
     "spread_beyond_limit",
     "std_beyond_limit",
     "wilson_bounds",

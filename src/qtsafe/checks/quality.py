@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from qtsafe.checks.dependence import sorted_percentile
 from qtsafe.checks.rule_evidence import RuleEvidence
 from qtsafe.config import Thresholds
 
@@ -86,9 +87,10 @@ def model_stats(actions: np.ndarray, confidences: np.ndarray, thresholds: Thresh
         nan = float("nan")
         return ModelStats(0, action_counts, action_share, nan, nan, nan, nan, nan, nan)
     conf = confidences.astype(np.float64, copy=False)
-    # The same percentiles from a sorted copy: numpy's SIMD sort and a partition of sorted data beat one partition
-    # of a million unsorted values (~20 vs ~35 ms).
-    p10, p50, p90 = (float(x) for x in np.percentile(np.sort(conf), [10, 50, 90]))
+    # The same percentiles from a sorted copy: numpy's SIMD sort and three look-ups beat one partition of a million
+    # unsorted values (~20 vs ~35 ms).
+    ordered = np.sort(conf)
+    p10, p50, p90 = (sorted_percentile(ordered, q) for q in (10.0, 50.0, 90.0))
     in_zone = np.count_nonzero((conf >= thresholds.dead_zone_low) & (conf <= thresholds.dead_zone_high))
     mean, std = mean_std(conf)
     return ModelStats(

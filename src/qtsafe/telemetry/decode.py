@@ -8,13 +8,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from itertools import chain
 from operator import attrgetter
 from typing import Any, Literal
 
 import msgspec
-
-from qtsafe.telemetry.duplicates import page_suspect
 
 EVENT_TYPE = b"trade.intent"
 
@@ -66,6 +63,7 @@ _SHADOW = attrgetter("shadow")
 _TOP_CONFIDENCE = attrgetter("confidence")
 _SYMBOL = attrgetter("symbol")
 _ENTRY_PRICE = attrgetter("entry_price")
+_BREAKDOWN = attrgetter("model_breakdown")
 
 
 def classify_price(value: Any) -> float:
@@ -116,14 +114,6 @@ def first_fields(fields: Sequence[bytes]) -> tuple[bytes | None, bytes | None]:
         elif fields[i] == b"payload" and payload is None:
             payload = fields[i + 1]
     return event_type, payload
-
-
-def _page_suspect(joined: bytes, intents: list[_StrictIntent]) -> bool:
-    votes = list(chain.from_iterable(i.model_breakdown.values() for i in intents if i.model_breakdown))
-    top = len(intents) - list(map(_TOP_CONFIDENCE, intents)).count(msgspec.UNSET)
-    inactive = len(votes) - list(map(_INACTIVE, votes)).count(msgspec.UNSET)
-    shadow = len(votes) - list(map(_SHADOW, votes)).count(msgspec.UNSET)
-    return page_suspect(joined, len(votes), top, inactive, shadow)
 
 
 def _vote_from_obj(entry: Any) -> Any:

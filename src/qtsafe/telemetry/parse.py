@@ -29,13 +29,14 @@ from qtsafe.telemetry.columns import _ModelAccumulator, _sorted_symbols
 from qtsafe.telemetry.decode import (
     _ACTION,
     _BATCH,
+    _BREAKDOWN,
     _CONFIDENCE,
     _ENTRY_PRICE,
     _FAST,
     _INACTIVE,
     _SHADOW,
     _SYMBOL,
-    _page_suspect,
+    _TOP_CONFIDENCE,
     _StrictIntent,
     _StrictVote,
     _Vote,
@@ -47,7 +48,7 @@ from qtsafe.telemetry.decode import classify_confidence as classify_confidence
 from qtsafe.telemetry.decode import classify_price as classify_price
 from qtsafe.telemetry.decode import first_fields as first_fields
 from qtsafe.telemetry.decode import symbol_name as symbol_name
-from qtsafe.telemetry.duplicates import has_duplicate_vote_keys
+from qtsafe.telemetry.duplicates import has_duplicate_vote_keys, page_suspect
 from qtsafe.telemetry.merge import merge_telemetry as merge_telemetry
 from qtsafe.votes import ACTION_CODES, VoteDefects
 
@@ -57,6 +58,13 @@ from qtsafe.votes import INVALID_KINDS as INVALID_KINDS
 
 PSEUDO_MODELS = frozenset({"fallback"})
 _SKIPPED = object()  # what _slow_breakdown returns for an entry it counted as skipped
+
+
+def _json_array(payloads: list[bytes]) -> bytes:
+    """``b"[" + b",".join(payloads) + b"]"`` in one copy of the page, not three (~1 MB a page)."""
+    if len(payloads) == 1:
+        return b"[" + payloads[0] + b"]"
+    return b",".join([b"[" + payloads[0], *payloads[1:-1], payloads[-1] + b"]"])
 
 
 class TelemetryBuilder:
@@ -93,10 +101,9 @@ class TelemetryBuilder:
         if self.first_id is None:
             self.first_id = entries[0][0]
         self.last_id = entries[-1][0]
-        fields_of = [fields for _, fields in entries]
         try:
             # Common case: every entry is a trade.intent in the producer's field order.
-            payloads = [f[3] for f in fields_of
+            payloads = [f[3] for _, f in entries
                         if f[0] == b"event_type" and f[1] == EVENT_TYPE and f[2] == b"payload"]
         except IndexError:
             payloads = []
@@ -106,17 +113,15 @@ class TelemetryBuilder:
             ids, payloads = self._select_intents(entries)
         if not ids:
             return
-        joined = b"[" + b",".join(payloads) + b"]"
+        joined = _json_array(payloads)
         try:
             # One decode call for the whole page into strict structs: the common, well-formed case.
             intents = _BATCH.decode(joined)
         except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, RecursionError):
             # RecursionError: one payload nested deeper than the decoder goes; the careful path finds which.
             intents = None
-        if intents is None or len(intents) != len(payloads) or _page_suspect(joined, intents):
+        if intents is None or len(intents) != len(payloads) or not self._feed_batch(ids, intents, joined):
             self._feed_careful(ids, payloads)
-        else:
-            self._feed_batch(ids, intents)
 
     def _select_intents(self, entries: list[RawEntry]) -> tuple[list[bytes], list[bytes]]:
         """Entry by entry: any field order; other event types and missing payloads are counted."""
@@ -169,24 +174,69 @@ class TelemetryBuilder:
             acc = self.models[name] = _ModelAccumulator(name)
         return acc
 
-    def _feed_batch(self, ids: list[bytes], intents: list[_StrictIntent]) -> None:
-        """A page of well-formed intents, turned into columns with numpy instead of a loop per vote."""
-        breakdowns: list[dict[str, _StrictVote]] = []
-        event_ids: list[bytes] = []
-        kept: list[_StrictIntent] = []
-        for entry_id, intent in zip(ids, intents, strict=True):
-            if intent.model_breakdown is None:
-                self._skip("no_breakdown", entry_id)
-            else:
-                breakdowns.append(intent.model_breakdown)
-                event_ids.append(entry_id)
-                kept.append(intent)
-        n = len(breakdowns)
+    def _feed_batch(self, ids: list[bytes], intents: list[_StrictIntent], joined: bytes) -> bool:
+        """A page of well-formed intents, turned into columns with numpy instead of a loop per vote.
+
+        Returns False, having fed nothing, when the page's raw text names a vote key more often than the decoder
+        kept it (``duplicates.page_suspect``): the careful path then finds and counts the entry.
+        """
+        breakdowns: list[dict[str, _StrictVote] | None] = list(map(_BREAKDOWN, intents))
+        missing: list[bytes] = []
+        kept: list[_StrictIntent] = intents
+        event_ids = ids
+        if None in breakdowns:
+            missing = [entry_id for entry_id, bd in zip(ids, breakdowns, strict=True) if bd is None]
+            kept = [intent for intent in intents if intent.model_breakdown is not None]
+            event_ids = [entry_id for entry_id, bd in zip(ids, breakdowns, strict=True) if bd is not None]
+            breakdowns = [bd for bd in breakdowns if bd is not None]
+        votes = list(chain.from_iterable(map(dict.values, breakdowns)))  # type: ignore[arg-type]
+        inactive_flags = list(map(_INACTIVE, votes))
+        shadow_flags = list(map(_SHADOW, votes))
+        count = len(votes)
+        n_inactive = count - inactive_flags.count(msgspec.UNSET)
+        n_shadow = count - shadow_flags.count(msgspec.UNSET)
+        top = len(intents) - list(map(_TOP_CONFIDENCE, intents)).count(msgspec.UNSET)
+        if page_suspect(joined, count, top, n_inactive, n_shadow):
+            return False
+        for entry_id in missing:
+            self._skip("no_breakdown", entry_id)
+        n = len(kept)
         if n == 0:
-            return
+            return True
         base = self.evaluated
         self.evaluated += n
         self.event_ms.extend([int(entry_id.partition(b"-")[0]) for entry_id in event_ids])
+        self._batch_market(kept, n)
+        if not count:
+            self.votes.extend([0] * (3 * n))
+            return True
+        codes = self._name_codes
+        names = list(chain.from_iterable(breakdowns))  # type: ignore[arg-type]
+        for name in set(names) - codes.keys():
+            codes[name] = len(codes)
+        # map() with C-level callables: no Python frame per vote (this loop is the reader's hot path).
+        model = np.fromiter(map(codes.__getitem__, names), dtype=np.int32, count=count)
+        conf = np.fromiter(map(_CONFIDENCE, votes), dtype=np.float64, count=count)
+        action = np.fromiter(map(ACTION_CODES.__getitem__, map(_ACTION, votes)), dtype=np.int8, count=count)
+        # UNSET (an absent flag) is falsy; a page where no vote writes a flag skips its column.
+        inactive = np.fromiter(inactive_flags, dtype=bool, count=count) if n_inactive else np.zeros(count, bool)
+        shadow = np.fromiter(shadow_flags, dtype=bool, count=count) if n_shadow else np.zeros(count, bool)
+        event = np.repeat(np.arange(n, dtype=np.int64), list(map(len, breakdowns)))  # type: ignore[arg-type]
+        pseudo_codes = [codes[p] for p in PSEUDO_MODELS if p in codes]
+        pseudo = np.isin(model, pseudo_codes) if pseudo_codes else np.zeros(count, bool)
+        active = ~pseudo & ~inactive
+        negative = active & (conf < 0)
+        infinite = active & np.isinf(conf)
+        valid = active & ~negative & ~infinite
+        voting = valid & ~shadow
+        per_event = np.bincount(event[voting] * 3 + action[voting], minlength=3 * n)
+        self.votes.frombytes(per_event.astype(np.int16).tobytes())
+        self.pseudo_entries += int(np.count_nonzero(pseudo))
+        self._batch_models(event_ids, base, model, event, action, conf, inactive, shadow, negative, infinite, valid)
+        return True
+
+    def _batch_market(self, kept: list[_StrictIntent], n: int) -> None:
+        """The page's symbols (as codes) and entry prices, for outcome scoring."""
         symbols = list(map(_SYMBOL, kept))
         sym_codes = self._symbol_codes
         for symbol in dict.fromkeys(symbols).keys() - sym_codes.keys():
@@ -196,50 +246,48 @@ class TelemetryBuilder:
         price = np.fromiter(map(_ENTRY_PRICE, kept), dtype=np.float64, count=n)
         price[~(price > 0) | np.isinf(price)] = np.nan
         self.entry_price.frombytes(price.tobytes())
-        names = list(chain.from_iterable(breakdowns))
-        votes = list(chain.from_iterable(map(dict.values, breakdowns)))
-        count = len(votes)
-        if not count:
-            self.votes.extend([0] * (3 * n))
-            return
-        codes = self._name_codes
-        for name in set(names) - codes.keys():
-            codes[name] = len(codes)
-        # map() with C-level callables: no Python frame per vote (this loop is the reader's hot path).
-        model = np.fromiter(map(codes.__getitem__, names), dtype=np.int32, count=count)
-        conf = np.fromiter(map(_CONFIDENCE, votes), dtype=np.float64, count=count)
-        action = np.fromiter(map(ACTION_CODES.__getitem__, map(_ACTION, votes)), dtype=np.int8, count=count)
-        inactive = np.fromiter(map(_INACTIVE, votes), dtype=bool, count=count)
-        shadow = np.fromiter(map(_SHADOW, votes), dtype=bool, count=count)
-        event = np.repeat(np.arange(n, dtype=np.int64), [len(bd) for bd in breakdowns])
-        pseudo = np.isin(model, [codes[p] for p in PSEUDO_MODELS if p in codes])
-        active = ~pseudo & ~inactive
-        negative = active & (conf < 0)
-        infinite = active & np.isinf(conf)
-        valid = active & ~negative & ~infinite
-        voting = valid & ~shadow
-        per_event = np.bincount(event[voting] * 3 + action[voting], minlength=3 * n)
-        self.votes.frombytes(per_event.astype(np.int16).tobytes())
-        self.pseudo_entries += int(np.count_nonzero(pseudo))
-        names_by_code = {code: name for name, code in codes.items()}
-        for code in np.unique(model[~pseudo]).tolist():
+
+    def _batch_models(self, event_ids: list[bytes], base: int, model: np.ndarray, event: np.ndarray,
+                      action: np.ndarray, conf: np.ndarray, inactive: np.ndarray, shadow: np.ndarray,
+                      negative: np.ndarray, infinite: np.ndarray, valid: np.ndarray) -> None:
+        """One page's votes split by model: counters from bincounts, each model's valid votes as one chunk."""
+        names_by_code = {code: name for name, code in self._name_codes.items()}
+        size = len(names_by_code)
+        pseudo = {self._name_codes[p] for p in PSEUDO_MODELS if p in self._name_codes}
+        present = np.bincount(model, minlength=size)
+        inactive_by = np.bincount(model[inactive], minlength=size)
+        shadow_by = np.bincount(model[valid & shadow], minlength=size)
+        above = valid & (conf > 1.0)
+        flagged = negative | infinite | above
+        if flagged.any():  # rare: defects are counted and an example kept, model by model
+            for code in np.unique(model[flagged]).tolist():
+                acc = self._accumulator(names_by_code[code])
+                mine = model == code
+                kinds = (("negative", mine & negative), ("inf", mine & infinite), ("above_one", mine & above))
+                for kind, mask in kinds:
+                    hits = np.flatnonzero(mask)
+                    if hits.size:
+                        if kind == "above_one":
+                            acc.above_one += int(hits.size)
+                        else:
+                            acc.invalid[kind] += int(hits.size)
+                        acc.examples.setdefault(kind, event_ids[int(event[hits[0]])].decode("ascii", "replace"))
+        # Each model's valid votes in event order: one stable sort of the page's valid votes by model code.
+        rows = np.flatnonzero(valid)
+        by_model = model[rows]
+        order = np.argsort(by_model, kind="stable")
+        rows, by_model = rows[order], by_model[order]
+        bounds = np.searchsorted(by_model, np.arange(size + 1))
+        for code in np.flatnonzero(present).tolist():
+            if code in pseudo:
+                continue
             acc = self._accumulator(names_by_code[code])
-            mine = model == code
-            acc.present += int(np.count_nonzero(mine))
-            acc.inactive += int(np.count_nonzero(mine & inactive))
-            for kind, mask in (("negative", mine & negative), ("inf", mine & infinite),
-                               ("above_one", mine & valid & (conf > 1.0))):
-                hits = np.flatnonzero(mask)
-                if hits.size:
-                    if kind == "above_one":
-                        acc.above_one += int(hits.size)
-                    else:
-                        acc.invalid[kind] += int(hits.size)
-                    acc.examples.setdefault(kind, event_ids[int(event[hits[0]])].decode("ascii", "replace"))
-            keep = mine & valid
-            acc.shadow += int(np.count_nonzero(keep & shadow))
+            acc.present += int(present[code])
+            acc.inactive += int(inactive_by[code])
+            acc.shadow += int(shadow_by[code])
             acc.flush()
-            acc.chunks.append((event[keep] + base, action[keep], conf[keep]))
+            mine = rows[bounds[code]:bounds[code + 1]]
+            acc.chunks.append((event[mine] + base, action[mine], conf[mine]))
 
     def _slow_breakdown(self, payload: bytes, entry_id: bytes) -> Any:
         """(breakdown, symbol, entry_price) from the generic decoder, or _SKIPPED (counted)."""
