@@ -6,7 +6,7 @@ import dataclasses
 import gc
 import multiprocessing
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -115,7 +115,8 @@ def _slices(first_id: str, last_id: str, start: str, end: str, count: int) -> li
 
 
 def _gather_parallel(source: RedisStreamSource, start: str, end: str, workers: int,
-                     progress: Progress | None, total: int, mark: ServerMark) -> Telemetry | None:
+                     progress: Progress | None, total: int, mark: ServerMark,
+                     idle: Callable[[], None] | None = None) -> Telemetry | None:
     """Read the window in time slices on ``workers`` processes and merge them in order; None if not worth it."""
     global _WORKER_SOURCE
     bounds = source.bounds(start, end)
@@ -129,7 +130,10 @@ def _gather_parallel(source: RedisStreamSource, start: str, end: str, workers: i
     try:
         # fork: the workers inherit the loaded modules (no re-import) and open their own Redis connections.
         with multiprocessing.get_context("fork").Pool(workers) as pool:
-            for part in pool.imap(_read_range, slices):
+            results = pool.imap(_read_range, slices)
+            if idle is not None:
+                idle()  # the caller's own work while the workers read (after the fork: the workers do not see it)
+            for part in results:
                 parts.append(part)
                 if progress is not None:
                     progress(sum(p.read for p in parts), total)
@@ -139,12 +143,13 @@ def _gather_parallel(source: RedisStreamSource, start: str, end: str, workers: i
 
 
 def gather(source: Source, window: Window, *, progress: Progress | None = None, workers: int = 1,
-           parallel_min: int = 200_000) -> Evidence:
+           parallel_min: int = 200_000, idle: Callable[[], None] | None = None) -> Evidence:
     """Read ``window`` from ``source`` page by page into columns. Raises TelemetryError/InputError.
 
     A Redis stream of at least ``parallel_min`` entries is read by ``workers`` processes, each taking a
     consecutive slice of the window by stream time, and the slices are merged in order: the decoder is the
-    bottleneck and the GIL keeps one process on one core (docs/performance.md).
+    bottleneck and the GIL keeps one process on one core (docs/performance.md). ``idle`` is called once in
+    this process while the workers read (never on the one-process path, where this process is the reader).
     """
     started = time.perf_counter()
     # Who serves the stream as the read begins: every page read (here or in a worker) must come from it.
@@ -153,7 +158,7 @@ def gather(source: Source, window: Window, *, progress: Progress | None = None, 
     telemetry = None
     if (workers > 1 and isinstance(source, RedisStreamSource) and mark is not None
             and source.reconnect is not None and total >= parallel_min):
-        telemetry = _gather_parallel(source, read.start, window.end_id, workers, progress, total, mark)
+        telemetry = _gather_parallel(source, read.start, window.end_id, workers, progress, total, mark, idle)
     if telemetry is None:
         builder = TelemetryBuilder()
         with gc_paused():

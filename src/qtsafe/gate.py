@@ -22,6 +22,7 @@ from qtsafe.findings import FAIL, WARN, Finding
 from qtsafe.judge import ModelVerdict, WindowJudgement, judge_models
 from qtsafe.outcome_evidence import window_outcomes
 from qtsafe.reports import render, write_new_report
+from qtsafe.reports.charts import prefetch as prefetch_charts
 from qtsafe.status import Status
 from qtsafe.telemetry.ids import stream_id_time
 from qtsafe.telemetry.sources import Progress, RedisStreamSource, Source
@@ -114,7 +115,8 @@ def run_quality_gate(
     t = settings.thresholds
     min_events = t.min_events_collection if mode == "collection" else t.min_events_canary
     evidence = gather(source, window, progress=progress, workers=settings.read_workers,
-                      parallel_min=settings.parallel_min_entries)
+                      parallel_min=settings.parallel_min_entries,
+                      idle=prefetch_charts if write_report and settings.charts else None)
     telemetry = evidence.telemetry
     baseline = None
     if baseline_window:

@@ -23,6 +23,7 @@ from qtsafe.gate import stall_finding
 from qtsafe.judge import WindowJudgement, judge_models
 from qtsafe.outcome_evidence import window_outcomes
 from qtsafe.reports import render, write_report
+from qtsafe.reports.charts import prefetch as prefetch_charts
 from qtsafe.status import Status
 from qtsafe.telemetry.sources import Progress, RedisStreamSource, Source
 from qtsafe.telemetry.window import Window
@@ -82,7 +83,8 @@ def run_scoreboard(
     now = now or utc_now()
     t = settings.thresholds
     evidence = gather(source, window, progress=progress, workers=settings.read_workers,
-                      parallel_min=settings.parallel_min_entries)
+                      parallel_min=settings.parallel_min_entries,
+                      idle=prefetch_charts if write_report_files and settings.charts else None)
     telemetry = evidence.telemetry
     relative = judge_window(telemetry, t, judged=list(models) if models else None)
     verdicts, findings = judge_models(telemetry, t, min_events=t.min_events_canary, only=models, relative=relative)

@@ -152,10 +152,13 @@ def test_parallel_read_equals_a_single_read(redis_server: RedisServer, real_redi
     merged: list[int] = []
     real_merge = evidence.merge_telemetry
     monkeypatch.setattr(evidence, "merge_telemetry", lambda parts: merged.append(len(parts)) or real_merge(parts))
-    single = gather(open_source(settings), window, workers=1).telemetry
-    assert merged == []
-    parallel = gather(open_source(settings), window, workers=2, parallel_min=1).telemetry
+    idle: list[str] = []
+    single = gather(open_source(settings), window, workers=1, idle=lambda: idle.append("single")).telemetry
+    assert merged == [] and idle == []  # the one reader has no time to spare
+    parallel = gather(open_source(settings), window, workers=2, parallel_min=1,
+                      idle=lambda: idle.append("parallel")).telemetry
     assert merged == [8]  # really read as eight slices on two worker processes
+    assert idle == ["parallel"]  # the caller's own work (the chart's import) ran once, while they read
     assert single.read == parallel.read == 3012
     assert single.skipped == parallel.skipped and single.skip_examples == parallel.skip_examples
     assert (single.votes == parallel.votes).all() and (single.event_ms == parallel.event_ms).all()

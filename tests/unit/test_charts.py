@@ -99,6 +99,22 @@ def test_without_matplotlib_the_note_names_the_extra() -> None:
     assert done.stdout.strip() == "charts: not drawn: matplotlib is not installed (pip install 'qtsafe[charts]')"
 
 
+def test_prefetch_never_raises_and_the_draw_still_notes_the_failure() -> None:
+    """The gate imports matplotlib ahead while its workers read; an import that fails there is silent, and the
+    draw that follows reports it as before (one line, no traceback, nothing on stderr)."""
+    probe = ("import sys; sys.modules['matplotlib'] = None\n"
+             "from qtsafe.reports.charts import draw, prefetch\n"
+             "prefetch()\n"
+             "print(draw('gate', {'models': [{'name': 'x'}]}).note)")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stderr == ""
+    assert done.stdout.strip() == "charts: not drawn: matplotlib is not installed (pip install 'qtsafe[charts]')"
+    loaded = subprocess.run([sys.executable, "-c", "import sys\nfrom qtsafe.reports.charts import prefetch\n"
+                             "prefetch()\nprint('matplotlib.pyplot' in sys.modules)"],
+                            capture_output=True, text=True, timeout=60)
+    assert loaded.stdout.strip() == "True" and loaded.stderr == ""
+
+
 # ---- wired into the reports ------------------------------------------------------------------------------------
 
 def _gate(base: Path, events: Path, *extra: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -160,3 +176,28 @@ def test_the_scoreboard_chart_is_replaced_with_its_report(tmp_path: Path, health
     # The next run cannot draw: the old PNG must not pass for the new report's chart.
     assert subprocess.run([*args, "--no-charts"], capture_output=True, env=env, timeout=120).returncode == 0
     assert not png.exists() and "charts: off" in png.with_suffix(".md").read_text()
+
+
+@pytest.mark.parametrize(("charts", "write", "expected"), [(True, True, True), (False, True, False),
+                                                           (True, False, False)])
+def test_the_gate_imports_ahead_only_for_a_chart_it_will_draw(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                              healthy_events: Path, charts: bool, write: bool,
+                                                              expected: bool) -> None:
+    import qtsafe.gate as gate_module
+    from qtsafe.config import load_settings
+    from qtsafe.reports.charts import prefetch
+    from qtsafe.telemetry.sources import JsonlSource
+    from qtsafe.telemetry.window import resolve_window
+
+    seen: list[object] = []
+    real = gate_module.gather
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        seen.append(kwargs.get("idle"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(gate_module, "gather", spy)
+    settings = load_settings(overrides={"base_dir": str(tmp_path), "charts": charts}, env={})
+    gate_module.run_quality_gate(settings, JsonlSource(healthy_events), resolve_window(CUTOVER), mode="canary",
+                                 write_report=write)
+    assert seen == [prefetch if expected else None]

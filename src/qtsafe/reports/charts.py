@@ -7,12 +7,13 @@ the verdict and the exit code do not change.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
 import logging
 import math
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 WIDTH_PX = 1200
@@ -45,15 +46,34 @@ def draw(kind: str, data: Mapping[str, Any]) -> Chart:
     drawer = _DRAWERS.get(kind)
     if drawer is None:
         return Chart(None, 0, 0, f"charts: no chart for {kind!r}")
+    with _quiet():
+        return _draw(drawer, kind, data)
+
+
+def prefetch() -> None:
+    """Import matplotlib (Agg) now, while the caller has nothing else to do (a gate waiting on its reader
+    workers): the import is about half of a chart's cost. Never raises: :func:`draw` reports any failure."""
+    with _quiet():
+        try:
+            import matplotlib
+
+            matplotlib.use("Agg", force=True)
+            import matplotlib.pyplot  # noqa: F401 - imported for the draw that follows
+        except Exception:  # noqa: BLE001, S110 - draw() imports again and turns the failure into its note
+            pass
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
     # matplotlib logs (a font cache it cannot save on a full disk, a config dir it cannot create) and warns on
-    # stderr: the operator's stderr stays qtsafe's one line, so its logger is quiet while a chart is drawn.
+    # stderr: the operator's stderr stays qtsafe's one line, so its logger is quiet while it is imported or draws.
     logger = logging.getLogger("matplotlib")
     level = logger.level
     logger.setLevel(logging.CRITICAL)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return _draw(drawer, kind, data)
+            yield
     finally:
         logger.setLevel(level)
 
