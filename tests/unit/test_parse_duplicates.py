@@ -42,6 +42,10 @@ DUPLICATED = {
                     '"shadow": true, "sh\\u0061dow": false}, ' + VOTES + '}}',
     "escaped_top_level": '{"confidence": 0.9, "c\\u006Fnfidence": 0.1, "model_breakdown": {"xgb": '
                          '{"action": "BUY", "confidence": 0.8}, ' + VOTES + '}}',
+    # One vote's key escaped (no repeat there) hides one raw "action" while another vote repeats its own:
+    # the raw count came out right and the repeat passed (found by a differential fuzz of the reader).
+    "escape_offsets_a_repeat": '{"confidence": 0.9, "model_breakdown": {"xgb": {"\\u0061ction": "BUY", '
+                               '"confidence": 0.8}, "lgbm": {"action": "SELL", "action": "BUY", "confidence": 0.7}}}',
 }
 
 
