@@ -42,6 +42,11 @@ DUPLICATED = {
                     '"shadow": true, "sh\\u0061dow": false}, ' + VOTES + '}}',
     "escaped_top_level": '{"confidence": 0.9, "c\\u006Fnfidence": 0.1, "model_breakdown": {"xgb": '
                          '{"action": "BUY", "confidence": 0.8}, ' + VOTES + '}}',
+    # An earlier null or empty breakdown adds no vote token: only a count of "model_breakdown" itself sees it.
+    "breakdown_null_first": '{"confidence": 0.9, "model_breakdown": null, "model_breakdown": {"xgb": '
+                            '{"action": "BUY", "confidence": 0.8}, ' + VOTES + '}}',
+    "breakdown_empty_first": '{"confidence": 0.9, "model_breakdown": {}, "model_breakdown": {"xgb": '
+                             '{"action": "BUY", "confidence": 0.8}, ' + VOTES + '}}',
     # One vote's key escaped (no repeat there) hides one raw "action" while another vote repeats its own:
     # the raw count came out right and the repeat passed (found by a differential fuzz of the reader).
     "escape_offsets_a_repeat": '{"confidence": 0.9, "model_breakdown": {"xgb": {"\\u0061ction": "BUY", '
@@ -163,3 +168,22 @@ def test_an_escaped_letter_that_is_no_key_is_not_a_defect() -> None:
     t = builder.build()
     assert t.evaluated == 31 and t.skipped["duplicate_key"] == 0
     assert t.models["xgb"].action[7] == 0 and t.models["lgbm"].action[7] == 1
+
+
+def test_the_verdict_on_an_entry_does_not_depend_on_its_page() -> None:
+    """The same entry alone on a page, beside healthy entries, or beside a page-breaking NaN (the careful path)
+    is classified alike: a page's size or a worker's slice cannot change what is judged."""
+    entry = DUPLICATED["breakdown_null_first"]
+    nan_entry = '{"model_breakdown": {"xgb": {"action": "BUY", "confidence": NaN}}}'
+    pages = {
+        "alone": [(b"9999999999999-0", [b"event_type", b"trade.intent", b"payload", entry.encode()])],
+        "beside healthy": _page(entry, 4),
+        "beside NaN": [*_page(entry, 4), (b"9999999999999-1", [b"event_type", b"trade.intent", b"payload",
+                                                                  nan_entry.encode()])],
+    }
+    for where, page in pages.items():
+        builder = TelemetryBuilder()
+        builder.feed(page)
+        t = builder.build()
+        assert t.skipped["duplicate_key"] == 1, where
+        assert t.skip_examples["duplicate_key"] == "9999999999999-0", where

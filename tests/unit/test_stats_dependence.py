@@ -286,6 +286,13 @@ def test_sorted_percentile_is_numpys_float(seed: int) -> None:
         assert sorted_percentile(ordered, float(percent)) == float(np.percentile(values, float(percent)))
 
 
+def test_sorted_percentile_gives_zero_one_sign() -> None:
+    ordered = np.sort(np.array([0.0, -0.0, -0.0]))
+    for percent in (0.0, 50.0, 100.0):
+        value = sorted_percentile(ordered, percent)
+        assert value == np.percentile(ordered, percent) and math.copysign(1.0, value) == 1.0
+
+
 def test_sorted_percentile_refuses_what_numpy_refuses() -> None:
     with pytest.raises(ValueError):
         sorted_percentile(np.empty(0), 50.0)

@@ -264,7 +264,9 @@ def sorted_percentile(ordered: np.ndarray, percent: float) -> float:
     """``np.percentile(ordered, percent)`` (method "linear") of values already sorted ascending, in O(1).
 
     numpy partitions its input even when it is sorted (~3 ms per call on a million values); this reads the
-    two neighbours and interpolates with numpy's own formula, so the result is the same float.
+    two neighbours and interpolates with numpy's own formula, so the result is the same float. (Zero is returned
+    as +0.0: with -0.0 among the values numpy's sign of a zero depends on its partition order; the two compare
+    equal and a report never prints "-0.000".)
     """
     n = int(ordered.shape[0])
     if n == 0:
@@ -273,13 +275,13 @@ def sorted_percentile(ordered: np.ndarray, percent: float) -> float:
         raise ValueError(f"percent must be within [0, 100], got {percent!r}")
     virtual = (n - 1) * (percent / 100.0)
     if virtual >= n - 1:
-        return float(ordered[n - 1])
+        return float(ordered[n - 1]) + 0.0
     below = math.floor(virtual)
     gamma = virtual - below
     a, b = float(ordered[below]), float(ordered[below + 1])
     diff = b - a
     # numpy's _lerp: from the nearer end, so that gamma 1 gives b exactly.
-    return b - diff * (1.0 - gamma) if gamma >= 0.5 else a + diff * gamma
+    return (b - diff * (1.0 - gamma) if gamma >= 0.5 else a + diff * gamma) + 0.0
 
 
 def spread_beyond_limit(

@@ -47,7 +47,8 @@ class _StrictVote(msgspec.Struct, gc=False):
 
 
 class _StrictIntent(msgspec.Struct, gc=False):
-    model_breakdown: dict[str, _StrictVote] | None = None
+    # UNSET when the key is absent, so duplicates.page_suspect can count the breakdowns that were written.
+    model_breakdown: dict[str, _StrictVote] | None | msgspec.UnsetType = msgspec.UNSET
     confidence: Any = msgspec.UNSET  # only counted: see duplicates.page_suspect
     # Outcome scoring reads these. Any other type (a price given as a string, a number as symbol) fails the
     # batch decode and the careful path records it as missing, exactly as classify_price/symbol_name do.

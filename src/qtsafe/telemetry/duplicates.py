@@ -3,11 +3,12 @@
 The producer (Python's json.dumps of a dict) never writes a key twice, so a payload that does was written by
 something else, and which of its values the engine acted on is unknowable. Two levels of cost:
 
-* ``page_suspect`` — on the reader's batch path, up to four substring counts over the page's joined payloads
-  (``"action"``, ``"confidence"``, and ``"inactive"``, ``"shadow"`` when a vote carries them) against what the
-  strict decoder kept, and a page with an escaped letter sent to the careful path. A repeated model name, a
-  repeated ``model_breakdown`` object or a repeated vote field adds a token the decoded structs do not account
-  for. (Repeats elsewhere in the payload do not change a verdict: the batch path reads nothing else.)
+* ``page_suspect`` — on the reader's batch path, up to five substring counts over the page's joined payloads
+  (``"model_breakdown"``, ``"action"``, ``"confidence"``, and ``"inactive"``, ``"shadow"`` when a vote carries
+  them) against what the strict decoder kept, and a page with an escaped letter sent to the careful path. A
+  repeated model name, a repeated ``model_breakdown`` object or a repeated vote field adds a token the decoded
+  structs do not account for. (Repeats elsewhere in the payload do not change a verdict: the batch path reads
+  nothing else.)
 * ``has_duplicate_vote_keys`` — exact: ``json.loads`` with an ``object_pairs_hook`` that sees every pair, for the
   keys the gate reads. Used on the careful path, one payload at a time, where a page goes anyway when anything
   about it is unusual. ``has_duplicate_keys`` is the same over every key (feature sanity reads them all).
@@ -85,17 +86,21 @@ def has_duplicate_vote_keys(payload: bytes) -> bool:
 _ESCAPED_ASCII = re.compile(rb"\\u00[4-7][0-9a-fA-F]")
 
 
-def page_suspect(joined: bytes, votes: int, top_level_confidences: int, inactive: int, shadow: int) -> bool:
+def page_suspect(joined: bytes, votes: int, top_level_confidences: int, inactive: int, shadow: int, *,
+                 breakdowns: int) -> bool:
     """True when the page's raw bytes name a vote key more often than the strict decoder kept it: send the page
     to the careful path. The quoted names are counted without their colon, so a key written with space before
     it counts too; a string *value* "action" (never the producer's) only costs a careful pass.
 
     A flag no decoded vote carries (``inactive``/``shadow`` 0) is not counted: a key written twice in a vote
     leaves it set there, and a repeated model name or ``model_breakdown`` object already adds ``"action"``
-    tokens (every strict vote has one). A page with an escaped letter goes to the careful path, whose decoder
-    sees keys as the engine's json.loads does. (Each count is a scan of the page: ~0.5 ms per 1,000 entries.)
+    tokens (every strict vote has one). ``model_breakdown`` itself is counted against the entries that name it
+    (``breakdowns``): an earlier ``null`` or ``{}`` copy adds no vote token. A page with an escaped letter goes
+    to the careful path, whose decoder sees keys as the engine's json.loads does. (Each count is a scan of the
+    page: ~0.4-0.6 ms per 1,000 entries.)
     """
     return ((b"\\" in joined and _ESCAPED_ASCII.search(joined) is not None)
+            or joined.count(b'"model_breakdown"') != breakdowns
             or joined.count(b'"action"') != votes
             or joined.count(b'"confidence"') != votes + top_level_confidences
             or (inactive > 0 and joined.count(b'"inactive"') != inactive)

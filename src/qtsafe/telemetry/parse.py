@@ -38,7 +38,6 @@ from qtsafe.telemetry.decode import (
     _SYMBOL,
     _TOP_CONFIDENCE,
     _StrictIntent,
-    _StrictVote,
     _Vote,
     _vote_from_obj,
 )
@@ -180,23 +179,25 @@ class TelemetryBuilder:
         Returns False, having fed nothing, when the page's raw text names a vote key more often than the decoder
         kept it (``duplicates.page_suspect``): the careful path then finds and counts the entry.
         """
-        breakdowns: list[dict[str, _StrictVote] | None] = list(map(_BREAKDOWN, intents))
+        breakdowns: list[Any] = list(map(_BREAKDOWN, intents))
+        written = len(breakdowns) - breakdowns.count(msgspec.UNSET)  # entries that name model_breakdown
         missing: list[bytes] = []
         kept: list[_StrictIntent] = intents
         event_ids = ids
-        if None in breakdowns:
-            missing = [entry_id for entry_id, bd in zip(ids, breakdowns, strict=True) if bd is None]
-            kept = [intent for intent in intents if intent.model_breakdown is not None]
-            event_ids = [entry_id for entry_id, bd in zip(ids, breakdowns, strict=True) if bd is not None]
-            breakdowns = [bd for bd in breakdowns if bd is not None]
-        votes = list(chain.from_iterable(map(dict.values, breakdowns)))  # type: ignore[arg-type]
+        if written < len(breakdowns) or None in breakdowns:  # absent or null: counted as no_breakdown
+            present = [isinstance(bd, dict) for bd in breakdowns]
+            missing = [entry_id for entry_id, ok in zip(ids, present, strict=True) if not ok]
+            kept = [intent for intent, ok in zip(intents, present, strict=True) if ok]
+            event_ids = [entry_id for entry_id, ok in zip(ids, present, strict=True) if ok]
+            breakdowns = [bd for bd, ok in zip(breakdowns, present, strict=True) if ok]
+        votes = list(chain.from_iterable(map(dict.values, breakdowns)))
         inactive_flags = list(map(_INACTIVE, votes))
         shadow_flags = list(map(_SHADOW, votes))
         count = len(votes)
         n_inactive = count - inactive_flags.count(msgspec.UNSET)
         n_shadow = count - shadow_flags.count(msgspec.UNSET)
         top = len(intents) - list(map(_TOP_CONFIDENCE, intents)).count(msgspec.UNSET)
-        if page_suspect(joined, count, top, n_inactive, n_shadow):
+        if page_suspect(joined, count, top, n_inactive, n_shadow, breakdowns=written):
             return False
         for entry_id in missing:
             self._skip("no_breakdown", entry_id)
@@ -211,7 +212,7 @@ class TelemetryBuilder:
             self.votes.extend([0] * (3 * n))
             return True
         codes = self._name_codes
-        names = list(chain.from_iterable(breakdowns))  # type: ignore[arg-type]
+        names = list(chain.from_iterable(breakdowns))
         for name in set(names) - codes.keys():
             codes[name] = len(codes)
         # map() with C-level callables: no Python frame per vote (this loop is the reader's hot path).
@@ -221,7 +222,7 @@ class TelemetryBuilder:
         # UNSET (an absent flag) is falsy; a page where no vote writes a flag skips its column.
         inactive = np.fromiter(inactive_flags, dtype=bool, count=count) if n_inactive else np.zeros(count, bool)
         shadow = np.fromiter(shadow_flags, dtype=bool, count=count) if n_shadow else np.zeros(count, bool)
-        event = np.repeat(np.arange(n, dtype=np.int64), list(map(len, breakdowns)))  # type: ignore[arg-type]
+        event = np.repeat(np.arange(n, dtype=np.int64), list(map(len, breakdowns)))
         pseudo_codes = [codes[p] for p in PSEUDO_MODELS if p in codes]
         pseudo = np.isin(model, pseudo_codes) if pseudo_codes else np.zeros(count, bool)
         active = ~pseudo & ~inactive
