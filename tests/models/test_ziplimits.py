@@ -85,3 +85,21 @@ def test_a_healthy_torch_archive_is_untouched_by_the_caps(artifacts) -> None:  #
     inspection = inspect_artifact(artifacts.torch_state_dict)
     assert inspection.usable, inspection.problems
     assert inspection.details.get("weights_only_load") == "ok"
+
+
+def test_an_unsupported_compression_method_is_a_corrupt_member_not_a_traceback() -> None:
+    """zipfile raises NotImplementedError for a method it cannot inflate (here 99, no such method): the reader
+    names the member as corrupt, the same one-line refusal as any unreadable member."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as archive:
+        archive.writestr("archive/data.pkl", b"x" * 64)
+    raw = bytearray(buffer.getvalue())
+    raw[8:10] = (99).to_bytes(2, "little")  # the local header's compression method
+    central = raw.index(b"PK\x01\x02")
+    raw[central + 10:central + 12] = (99).to_bytes(2, "little")  # and the central directory's
+    with zipfile.ZipFile(io.BytesIO(bytes(raw))) as archive:
+        with pytest.raises(NotImplementedError):
+            archive.read("archive/data.pkl")  # what the bare library does
+        with pytest.raises(ziplimits.ArchiveLimitError) as refused:
+            ziplimits.read_member(archive, "archive/data.pkl")
+    assert refused.value.code == "corrupt" and "archive/data.pkl" in str(refused.value)

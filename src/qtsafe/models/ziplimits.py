@@ -86,8 +86,8 @@ def _stream(archive: zipfile.ZipFile, info: zipfile.ZipInfo, sink: Callable[[byt
                 sink(chunk)
     except ArchiveLimitError:
         raise
-    except (zipfile.BadZipFile, OSError, EOFError, zlib.error, KeyError, NotImplementedError, RuntimeError,
-            ValueError) as exc:
+    # RuntimeError includes NotImplementedError, what zipfile raises for a compression method it cannot inflate.
+    except (zipfile.BadZipFile, OSError, EOFError, zlib.error, KeyError, RuntimeError, ValueError) as exc:
         detail = " ".join(str(exc).split())[:200]
         lying = " (its data does not match its header: a size that lies, or a damaged file)" if "CRC" in detail else ""
         raise ArchiveLimitError(f"corrupt archive member {info.filename}: {detail}{lying}", code="corrupt") from exc
